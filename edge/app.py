@@ -1,0 +1,98 @@
+"""The Quart app: routes, error envelope, and the ASGI middleware stack around it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from edge.asgi import REQUEST_ID_KEY, ROUTE_KEY, ASGIApp, RequestContext, ShieldFinalSend
+from edge.errors import ApiError, Code, code_for_status, envelope_bytes
+from edge.openapi import build_openapi
+from edge.routes import health, testing
+from edge.routing import Api
+from edge.services import Services
+
+log = logging.getLogger("bff.app")
+VERSION = "0.1.0"
+JSON = "application/json; charset=utf-8"
+
+
+def route_tables(services: Services) -> list[Api]:
+    tables = [health.api]
+    if services.settings.enable_test_routes and services.settings.mode != "production":
+        tables.append(testing.api)
+    return tables
+
+
+def create_app(services: Services) -> QuartTrio:
+    """Build the Quart app over ``services``. One app per process (or per test)."""
+    app = QuartTrio("bff-backoffice-service")
+    app.config["MAX_CONTENT_LENGTH"] = services.settings.max_body_bytes
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    tables = route_tables(services)
+    document = Api()
+    for table in tables:
+        table.install(app, context=services)
+        document.routes.extend(table.routes)
+    openapi = msgspec.json.encode(build_openapi(document, version=VERSION))
+
+    @app.get("/openapi.json")
+    async def openapi_json() -> Response:
+        return Response(openapi, content_type=JSON)
+
+    @app.before_request
+    async def tag_route() -> None:
+        rule = request.url_rule
+        request.scope[ROUTE_KEY] = rule.rule if rule is not None else "unmatched"
+
+    @app.errorhandler(ApiError)
+    async def api_error(exc: ApiError) -> Response:
+        return _error(services, exc.code, exc.message, exc.headers)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        code = code_for_status(status)
+        headers: dict[str, str] = {}
+        message = exc.description or code.wire
+        if status == 405:
+            allowed = getattr(exc, "valid_methods", None) or []
+            headers["Allow"] = ", ".join(sorted(allowed))
+            message = f"method {request.method} not allowed here"
+        elif status == 404:
+            message = f"no route for {request.path[:200]}"
+        elif status == 413:
+            message = f"body larger than {services.settings.max_body_bytes} bytes"
+        return _error(services, code, message, headers)
+
+    @app.errorhandler(Exception)
+    async def internal_error(exc: Exception) -> Response:
+        log.error(
+            "unhandled exception",
+            exc_info=exc,
+            extra={"requestId": _request_id(), "route": request.scope.get(ROUTE_KEY)},
+        )
+        return _error(services, Code.INTERNAL, "internal error", {})
+
+    return app
+
+
+def _request_id() -> str:
+    value: Any = request.scope.get(REQUEST_ID_KEY, "")
+    return str(value)
+
+
+def _error(services: Services, code: Code, message: str, headers: dict[str, str]) -> Response:
+    services.metrics.errors.labels(code.wire).inc()
+    body = envelope_bytes(code, message, _request_id())
+    return Response(body, status=code.status, content_type=JSON, headers=headers)
+
+
+def asgi_stack(app: QuartTrio, services: Services) -> ASGIApp:
+    """The callable hypercorn serves: request context outermost, then the shielded final send."""
+    return RequestContext(ShieldFinalSend(app), services.metrics)

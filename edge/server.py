@@ -1,0 +1,99 @@
+"""The service process: one ``trio.run`` that owns the asyncio bridge, the pools and the HTTP server.
+
+Task tree (docs/ARCHITECTURE.md has the full picture)::
+
+    trio.run(serve_service)
+    └── trio_asyncio.open_loop()           asyncpg and redis-py run on this loop
+        └── open_services()                Postgres pool, Redis cache + session tiers
+            └── nursery
+                ├── watch_signals          SIGTERM/SIGINT → drain → shutdown trigger
+                └── hypercorn serve        public app on $PORT
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from functools import partial
+
+import trio
+import trio_asyncio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+from edge.app import asgi_stack, create_app
+from edge.logs import configure_logging
+from edge.services import Services, open_services
+from edge.settings import Settings, SettingsError, load_settings, redact_url
+
+log = logging.getLogger("bff.server")
+
+
+def hypercorn_config(settings: Settings) -> Config:
+    config = Config()
+    config.bind = [f"{settings.host}:{settings.port}"]
+    config.keep_alive_timeout = settings.keepalive_timeout_s
+    config.graceful_timeout = settings.shutdown_grace_s
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.include_server_header = False
+    return config
+
+
+async def watch_signals(services: Services, shutdown: trio.Event) -> None:
+    """On the first SIGTERM/SIGINT: fail readiness, then let hypercorn stop accepting and drain."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("shutdown requested", extra={"signal": signal.Signals(signum).name})
+            services.readiness.draining = True
+            shutdown.set()
+            return
+
+
+async def serve_service(
+    settings: Settings, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run until SIGTERM/SIGINT; in-flight requests get ``shutdown_grace_s`` to finish."""
+    async with trio_asyncio.open_loop(), open_services(settings) as services:
+        app = create_app(services)
+        shutdown = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch_signals, services, shutdown)
+
+            async def run_http(task_status: trio.TaskStatus[list[str]]) -> None:
+                await serve(
+                    asgi_stack(app, services),  # type: ignore[arg-type]
+                    hypercorn_config(settings),
+                    shutdown_trigger=shutdown.wait,
+                    task_status=task_status,
+                )
+                nursery.cancel_scope.cancel()
+
+            binds: list[str] = await nursery.start(run_http)
+            log.info(
+                "serving",
+                extra={
+                    "binds": binds,
+                    "database": redact_url(settings.database_url),
+                    "redisSession": redact_url(settings.redis_session_url),
+                    "redisCache": redact_url(settings.redis_cache_url),
+                    "bus": settings.bus_kind,
+                },
+            )
+            task_status.started(binds)
+    log.info("stopped")
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"bff-backoffice-service: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(settings.log_level)
+    trio.run(partial(serve_service, settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Versioned SQL migrations: ``ledger/migrations/NNNN_name.sql``, applied in order, once each.
+
+Applied versions are recorded in ``schema_version``. A transaction-scoped advisory lock makes
+concurrent migrators (several instances starting at once) safe: the second waits, then finds
+nothing left to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass
+from importlib import resources
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import trio
+import trio_asyncio
+
+from ledger.postgres import Database
+
+MIGRATION_LOCK = 0x6C656467  # "ledg"
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def available_migrations() -> list[Migration]:
+    found = []
+    for entry in resources.files("ledger.migrations").iterdir():
+        match = _NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], entry.read_text()))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"duplicate migration versions: {versions}")
+    return found
+
+
+async def migrate(db: Database) -> list[int]:
+    """Apply every pending migration; return the versions applied by this call."""
+    applied_now: list[int] = []
+    async with db.connection(timeout=60) as conn:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for migration in available_migrations():
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+                done = await conn.fetchval(
+                    "SELECT 1 FROM schema_version WHERE version = $1", migration.version
+                )
+                if done:
+                    continue
+                await conn.execute(migration.sql, timeout=60)
+                await conn.execute(
+                    "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
+                    migration.version, migration.name,
+                )
+                applied_now.append(migration.version)
+    return applied_now
+
+
+async def ensure_database(dsn: str) -> bool:
+    """Create the database named in ``dsn`` if it does not exist; True when it was created."""
+    parts = urlsplit(dsn)
+    name = parts.path.lstrip("/")
+    if not re.fullmatch(r"[A-Za-z0-9_]{1,63}", name):
+        raise ValueError(f"unsupported database name {name!r}")
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    conn = await trio_asyncio.aio_as_trio(asyncpg.connect)(admin, timeout=10)
+    try:
+        exists = await trio_asyncio.aio_as_trio(conn.fetchval)(
+            "SELECT 1 FROM pg_database WHERE datname = $1", name
+        )
+        if exists:
+            return False
+        try:
+            await trio_asyncio.aio_as_trio(conn.execute)(f'CREATE DATABASE "{name}"')
+        except asyncpg.DuplicateDatabaseError:
+            return False
+        return True
+    finally:
+        await trio_asyncio.aio_as_trio(conn.close)()
+
+
+async def _main(dsn: str, create: bool) -> list[int]:
+    async with trio_asyncio.open_loop():
+        if create:
+            await ensure_database(dsn)
+        db = Database(dsn, timeout=30)
+        await db.open()
+        try:
+            return await migrate(db)
+        finally:
+            await db.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    from edge.settings import SettingsError, load_settings, redact_url
+
+    parser = argparse.ArgumentParser(prog="ledger.migrate", description=__doc__)
+    parser.add_argument("--create-database", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    applied = trio.run(_main, settings.database_url, args.create_database)
+    target = redact_url(settings.database_url)
+    if applied:
+        print(f"migrated {target}: applied {', '.join(map(str, applied))}")
+    else:
+        print(f"migrated {target}: up to date")
+
+
+if __name__ == "__main__":
+    main()
