@@ -1,1 +1,1 @@
-"""The edge of the system: the inbound HTTP app, the process entry point and outbound upstream clients."""
+"""The edge of the system: the inbound HTTP app, the process entry point, the upstream clients."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from quart import Response, request
@@ -48,7 +48,7 @@ def create_app(services: Services) -> QuartTrio:
     @app.before_request
     async def tag_route() -> None:
         rule = request.url_rule
-        request.scope[ROUTE_KEY] = rule.rule if rule is not None else "unmatched"
+        _scope()[ROUTE_KEY] = rule.rule if rule is not None else "unmatched"
 
     @app.errorhandler(ApiError)
     async def api_error(exc: ApiError) -> Response:
@@ -75,15 +75,23 @@ def create_app(services: Services) -> QuartTrio:
         log.error(
             "unhandled exception",
             exc_info=exc,
-            extra={"requestId": _request_id(), "route": request.scope.get(ROUTE_KEY)},
+            extra={
+                "requestId": _request_id(),
+                "route": cast(dict[str, Any], request.scope).get(ROUTE_KEY),
+            },
         )
         return _error(services, Code.INTERNAL, "internal error", {})
 
     return app
 
 
+def _scope() -> dict[str, Any]:
+    """The ASGI scope as a plain dict: the middleware keeps its own keys in it."""
+    return cast(dict[str, Any], request.scope)
+
+
 def _request_id() -> str:
-    value: Any = request.scope.get(REQUEST_ID_KEY, "")
+    value: Any = _scope().get(REQUEST_ID_KEY, "")
     return str(value)
 
 
@@ -95,4 +103,4 @@ def _error(services: Services, code: Code, message: str, headers: dict[str, str]
 
 def asgi_stack(app: QuartTrio, services: Services) -> ASGIApp:
     """The callable hypercorn serves: request context outermost, then the shielded final send."""
-    return RequestContext(ShieldFinalSend(app), services.metrics)
+    return RequestContext(ShieldFinalSend(cast(ASGIApp, app)), services.metrics)

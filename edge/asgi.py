@@ -1,4 +1,4 @@
-"""ASGI middleware around the Quart app: request ids, access logs, metrics, clean connection close."""
+"""ASGI middleware around the Quart app: request ids, access logs, metrics, clean close."""
 
 from __future__ import annotations
 
@@ -109,17 +109,25 @@ class RequestContext:
         log.info(
             "request",
             extra={
-                "requestId": request_id, "method": method, "route": route,
-                "status": status, "latencyMs": round(elapsed * 1000, 2),
+                "requestId": request_id,
+                "method": method,
+                "route": route,
+                "status": status,
+                "latencyMs": round(elapsed * 1000, 2),
             },
         )
 
 
 async def _send_internal_error(send: Send, request_id: str) -> None:
     body = envelope_bytes(Code.INTERNAL, "internal error", request_id)
-    await send({
-        "type": "http.response.start", "status": 500,
-        "headers": [(b"content-type", b"application/json; charset=utf-8"),
-                    (b"x-request-id", request_id.encode())],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 500,
+            "headers": [
+                (b"content-type", b"application/json; charset=utf-8"),
+                (b"x-request-id", request_id.encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -55,9 +55,7 @@ class Code(enum.Enum):
 class ApiError(Exception):
     """Raised anywhere under a request; the app turns it into the envelope."""
 
-    def __init__(
-        self, code: Code, message: str, *, headers: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, code: Code, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -68,7 +66,9 @@ _encoder = msgspec.json.Encoder()
 
 
 def envelope_bytes(code: Code, message: str, request_id: str) -> bytes:
-    body = ErrorBody(code=code.wire, message=message, request_id=request_id, retryable=code.retryable)
+    body = ErrorBody(
+        code=code.wire, message=message, request_id=request_id, retryable=code.retryable
+    )
     return _encoder.encode(ErrorEnvelope(error=body))
 
 

@@ -20,7 +20,7 @@ codes pinned by the API contract, this service answers `METHOD_NOT_ALLOWED` (405
 `OVERLOADED` (503, retryable: an actor mailbox stayed full past its deadline),
 `SERVICE_UNAVAILABLE` (503, retryable: a dependency such as Postgres is down) and `INTERNAL` (500,
 never with a stack trace). Every response carries `X-Request-Id`: the client's value when it is
-1–128 characters of `[A-Za-z0-9._:-]`, otherwise a new one.
+1 to 128 characters of `[A-Za-z0-9._:-]`, otherwise a new one.
 """
 
 
@@ -71,7 +71,8 @@ def _operation(spec: RouteSpec, view: Any, by_model: dict[Any, Any]) -> dict[str
     error_schema = by_model[ErrorEnvelope]
     for code in (*spec.errors, Code.INTERNAL):
         entry = op["responses"].setdefault(
-            str(code.status), {"description": "", "content": {"application/json": {"schema": error_schema}}}
+            str(code.status),
+            {"description": "", "content": {"application/json": {"schema": error_schema}}},
         )
         entry["description"] = " | ".join(filter(None, [entry["description"], code.wire]))
     return op

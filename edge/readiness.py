@@ -1,4 +1,4 @@
-"""Readiness: which dependencies answer right now, and which of them the service cannot run without."""
+"""Readiness: which dependencies answer now, and which the service cannot run without."""
 
 from __future__ import annotations
 

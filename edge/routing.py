@@ -81,7 +81,7 @@ def _quart_path(path: str) -> str:
 
 
 def validation_message(exc: msgspec.ValidationError | msgspec.DecodeError) -> str:
-    """msgspec's message with the JSON path spelled as a field name: ``... - at `$.a.b``` → ``a.b``."""
+    """msgspec's message with its JSON path as a field name (``... - at `$.a.b``` → ``a.b: ...``)."""
     text = str(exc)
     detail, _, path = text.partition(" - at `$")
     name = path.rstrip("`").lstrip(".")

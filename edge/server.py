@@ -1,4 +1,4 @@
-"""The service process: one ``trio.run`` that owns the asyncio bridge, the pools and the HTTP server.
+"""The service process: one ``trio.run`` owning the asyncio bridge, the pools, the HTTP server.
 
 Task tree (docs/ARCHITECTURE.md has the full picture)::
 
@@ -26,6 +26,7 @@ from edge.app import asgi_stack, create_app
 from edge.logs import configure_logging
 from edge.services import Services, open_services
 from edge.settings import Settings, SettingsError, load_settings, redact_url
+from edge.system import run_system
 
 log = logging.getLogger("bff.server")
 
@@ -55,7 +56,11 @@ async def serve_service(
     settings: Settings, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Run until SIGTERM/SIGINT; in-flight requests get ``shutdown_grace_s`` to finish."""
-    async with trio_asyncio.open_loop(), open_services(settings) as services:
+    async with (
+        trio_asyncio.open_loop(),
+        open_services(settings) as services,
+        run_system(services),
+    ):
         app = create_app(services)
         shutdown = trio.Event()
         async with trio.open_nursery() as nursery:

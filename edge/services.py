@@ -45,7 +45,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         timeout=max(timeout, 5.0),
     )
     cache = RedisTier("cache", settings.redis_cache_url, settings.redis_prefix, timeout=timeout)
-    session = RedisTier("session", settings.redis_session_url, settings.redis_prefix, timeout=timeout)
+    session = RedisTier(
+        "session", settings.redis_session_url, settings.redis_prefix, timeout=timeout
+    )
     readiness = ReadinessBoard(metrics, timeout)
     services = Services(settings, db, cache, session, metrics, readiness)
     readiness.register("postgres", _db_probe(db, timeout))

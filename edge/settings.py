@@ -41,12 +41,25 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     dependency_timeout_s: Seconds = 2.0
     instance_id: str = ""
     enable_test_routes: bool = False
+    # actor runtime (actors/): mailbox, deadlines, passivation, supervision
+    actor_mailbox_size: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 64
+    actor_tell_timeout_s: Seconds = 1.0
+    actor_ask_timeout_s: Seconds = 5.0
+    actor_idle_s: Seconds = 300.0
+    actor_restart_min_s: Seconds = 0.05
+    actor_restart_max_s: Seconds = 5.0
+    actor_restart_jitter: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.2
+    actor_max_restarts: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 5
+    actor_restart_window_s: Seconds = 30.0
+    actor_max_active: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 100_000
 
     @property
     def bus_kind(self) -> Literal["pubsub", "embedded"]:
         """The bus adapter to use: Pub/Sub when configured or reachable, else the embedded bus."""
         if self.bus == "auto":
-            return "pubsub" if self.pubsub_emulator_host or self.mode == "production" else "embedded"
+            return (
+                "pubsub" if self.pubsub_emulator_host or self.mode == "production" else "embedded"
+            )
         return self.bus
 
 
@@ -73,6 +86,16 @@ ENV_NAMES: dict[str, str] = {
     "dependency_timeout_s": "BFF_DEPENDENCY_TIMEOUT_S",
     "instance_id": "BFF_INSTANCE_ID",
     "enable_test_routes": "BFF_ENABLE_TEST_ROUTES",
+    "actor_mailbox_size": "BFF_ACTOR_MAILBOX_SIZE",
+    "actor_tell_timeout_s": "BFF_ACTOR_TELL_TIMEOUT_S",
+    "actor_ask_timeout_s": "BFF_ACTOR_ASK_TIMEOUT_S",
+    "actor_idle_s": "BFF_ACTOR_IDLE_S",
+    "actor_restart_min_s": "BFF_ACTOR_RESTART_MIN_S",
+    "actor_restart_max_s": "BFF_ACTOR_RESTART_MAX_S",
+    "actor_restart_jitter": "BFF_ACTOR_RESTART_JITTER",
+    "actor_max_restarts": "BFF_ACTOR_MAX_RESTARTS",
+    "actor_restart_window_s": "BFF_ACTOR_RESTART_WINDOW_S",
+    "actor_max_active": "BFF_ACTOR_MAX_ACTIVE",
 }
 
 _URL_FIELDS = {

@@ -64,7 +64,8 @@ async def migrate(db: Database) -> list[int]:
                 await conn.execute(migration.sql, timeout=60)
                 await conn.execute(
                     "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
-                    migration.version, migration.name,
+                    migration.version,
+                    migration.name,
                 )
                 applied_now.append(migration.version)
     return applied_now

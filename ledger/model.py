@@ -12,7 +12,9 @@ from typing import Annotated
 import msgspec
 
 SUBJECT_PREFIX = "melmastoon.bff.backoffice."
-Subject = Annotated[str, msgspec.Meta(pattern=r"^melmastoon\.[a-z0-9_.]+\.v[0-9]+$", max_length=200)]
+Subject = Annotated[
+    str, msgspec.Meta(pattern=r"^melmastoon\.[a-z0-9_.]+\.v[0-9]+$", max_length=200)
+]
 
 
 class NewEvent(msgspec.Struct, frozen=True, kw_only=True):

@@ -6,9 +6,9 @@ into asyncio for Postgres, so swapping the driver stays local.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 import trio
@@ -19,7 +19,8 @@ class DatabaseUnavailable(Exception):
     """Postgres did not answer within the deadline, or refused the connection."""
 
 
-Record = asyncpg.Record
+# asyncpg ships no type hints; a row behaves as a read-only mapping of column → value.
+Record: TypeAlias = Mapping[str, Any]
 
 
 class Connection:
@@ -40,7 +41,9 @@ class Connection:
         rows: list[Record] = await self._call(self._raw.fetch, sql, *args, timeout=timeout)
         return rows
 
-    async def fetchrow(self, sql: str, *args: object, timeout: float | None = None) -> Record | None:
+    async def fetchrow(
+        self, sql: str, *args: object, timeout: float | None = None
+    ) -> Record | None:
         row: Record | None = await self._call(self._raw.fetchrow, sql, *args, timeout=timeout)
         return row
 

@@ -28,19 +28,19 @@ def _dsn_for(name: str) -> str:
     return f"{base}/{name}"
 
 
-async def _admin(sql: str) -> None:
+async def _admin(sql: str, admin_url: str = PG_ADMIN_URL) -> None:
     import asyncpg
 
     async with trio_asyncio.open_loop():
-        conn = await trio_asyncio.aio_as_trio(asyncpg.connect)(PG_ADMIN_URL, timeout=10)
+        conn = await trio_asyncio.aio_as_trio(asyncpg.connect)(admin_url, timeout=10)
         try:
             await trio_asyncio.aio_as_trio(conn.execute)(sql)
         finally:
             await trio_asyncio.aio_as_trio(conn.close)()
 
 
-async def _create_and_migrate(dsn: str, name: str) -> None:
-    await _admin(f'CREATE DATABASE "{name}"')
+async def _create_and_migrate(dsn: str, name: str, admin_url: str = PG_ADMIN_URL) -> None:
+    await _admin(f'CREATE DATABASE "{name}"', admin_url)
     async with trio_asyncio.open_loop():
         db = Database(dsn, timeout=30)
         await db.open()

@@ -51,5 +51,26 @@ class BusUnavailable(Exception):
 class Publisher(Protocol):
     async def publish(self, messages: Sequence[BusMessage]) -> None:
         """Publish in order; return only when the broker acknowledged all of them,
-        else raise :class:`BusUnavailable` (a retry may then publish some twice: consumers dedupe)."""
+        else raise :class:`BusUnavailable` (a retry may publish some twice: consumers dedupe)."""
+        ...
+
+
+class InboundEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A domain event as the subscriber hands it to the actor layer.
+
+    On the wire a domain event's data is one JSON object that always has ``tenantId`` and, where
+    it concerns one, ``propertyId`` / ``deviceId`` / ``operatorId`` / ``sessionId``.
+    """
+
+    subject: str
+    event_id: str
+    tenant: str
+    data: msgspec.Raw
+    attributes: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class EventHandler(Protocol):
+    async def __call__(self, event: InboundEvent) -> None:
+        """Handle one event; return only when it was handled (then the subscriber acks),
+        raise to have it redelivered."""
         ...

@@ -6,6 +6,7 @@ by sleeping a fixed time), and stopped at the end of the test.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -29,7 +30,9 @@ def free_port() -> int:
         return port
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+def wait_until(
+    check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
+) -> None:
     """Poll ``check`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -93,8 +96,14 @@ class ServiceProcess(Proc):
     """``python -m edge`` (the BFF) or ``python -m ops.sim`` (the simulator) on a free port."""
 
     def __init__(
-        self, module: str, env: Mapping[str, str], log_dir: Path, *, port: int | None = None,
-        name: str | None = None, ready_path: str = "/health/live",
+        self,
+        module: str,
+        env: Mapping[str, str],
+        log_dir: Path,
+        *,
+        port: int | None = None,
+        name: str | None = None,
+        ready_path: str = "/health/live",
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -126,8 +135,19 @@ class PrivateRedis(Proc):
 
     def start(self) -> None:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", str(self._log_dir)]
+        argv = [
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self._log_dir),
+        ]
         super().__init__(f"redis-{self.port}", argv, {}, self._log_dir)
         wait_until(lambda: port_open(self.port), 10, "private redis")
 
@@ -154,8 +174,19 @@ class PrivatePostgres:
         self.data = self.dir / "data"
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         os.chmod(self.dir, 0o777)
-        self._run([_pg_bin("initdb"), "-D", str(self.data), "-U", "postgres",
-                   "--auth=trust", "-E", "UTF8", "--no-sync"])
+        self._run(
+            [
+                _pg_bin("initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ]
+        )
         self.start()
 
     def _run(self, argv: list[str]) -> None:
@@ -165,15 +196,26 @@ class PrivatePostgres:
 
     def start(self) -> None:
         opts = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.dir}"
-        self._run([_pg_bin("pg_ctl"), "-D", str(self.data), "-o", opts, "-w", "-t", "30",
-                   "-l", str(self.dir / "pg.log"), "start"])
+        self._run(
+            [
+                _pg_bin("pg_ctl"),
+                "-D",
+                str(self.data),
+                "-o",
+                opts,
+                "-w",
+                "-t",
+                "30",
+                "-l",
+                str(self.dir / "pg.log"),
+                "start",
+            ]
+        )
 
     def stop(self) -> None:
         self._run([_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"])
 
     def destroy(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             self.stop()
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(self.dir, ignore_errors=True)

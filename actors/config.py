@@ -1,0 +1,47 @@
+"""Tunables of the actor runtime, with defaults that suit one BFF process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edge.settings import Settings
+
+
+@dataclass(frozen=True)
+class ActorConfig:
+    """Mailbox, deadlines, passivation and supervision settings (see ``edge/settings.py``)."""
+
+    mailbox_size: int = 64
+    tell_timeout_s: float = 1.0
+    ask_timeout_s: float = 5.0
+    idle_timeout_s: float = 300.0
+    turn_timeout_s: float = 10.0
+    activation_timeout_s: float = 10.0
+    deactivation_timeout_s: float = 2.0
+    restart_min_s: float = 0.05
+    restart_max_s: float = 5.0
+    restart_jitter: float = 0.2
+    max_restarts: int = 5
+    restart_window_s: float = 30.0
+    max_active: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.mailbox_size < 1:
+            raise ValueError("mailbox_size must be >= 1 (an unbuffered mailbox cannot passivate)")
+        if self.restart_min_s > self.restart_max_s:
+            raise ValueError("restart_min_s must not exceed restart_max_s")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ActorConfig:
+        return cls(
+            mailbox_size=settings.actor_mailbox_size,
+            tell_timeout_s=settings.actor_tell_timeout_s,
+            ask_timeout_s=settings.actor_ask_timeout_s,
+            idle_timeout_s=settings.actor_idle_s,
+            restart_min_s=settings.actor_restart_min_s,
+            restart_max_s=settings.actor_restart_max_s,
+            restart_jitter=settings.actor_restart_jitter,
+            max_restarts=settings.actor_max_restarts,
+            restart_window_s=settings.actor_restart_window_s,
+            max_active=settings.actor_max_active,
+        )

@@ -1,0 +1,3 @@
+from ops.devstack.cli import main
+
+main()
