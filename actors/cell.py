@@ -17,7 +17,7 @@ import trio
 from actors.address import ActorAddress
 from actors.config import ActorConfig
 from actors.envelope import Envelope
-from actors.errors import ActorCrashed, ActorFailed, CommandRejected
+from actors.errors import ActorCrashed, ActorFailed, Refused
 from actors.kind import Actor, ActorKind
 from actors.supervision import RestartBudget
 from edge.metrics import Metrics
@@ -33,6 +33,7 @@ class CellHooks(Protocol):
     def passivating(self, cell: Cell) -> None: ...
     def stopped(self, cell: Cell) -> None: ...
     def escalated(self, cell: Cell) -> None: ...
+    def retired(self, cell: Cell) -> None: ...
 
 
 class Cell:
@@ -68,6 +69,7 @@ class Cell:
         )
         self._scope: trio.CancelScope | None = None
         self._kill_reason: str | None = None
+        self._cleared = trio.Event()
 
     # --- used by the system (other tasks) ---------------------------------------------------
 
@@ -87,8 +89,11 @@ class Cell:
         await self._send.send(envelope)
 
     def kill(self, reason: str) -> bool:
-        """Cancel the running incarnation as a crash; the supervisor restarts it. ``False`` when
-        there is no incarnation to kill (backing off, stopping or failed)."""
+        """Cancel the running incarnation as a crash; the supervisor restarts it. A failed cell
+        is cleared instead. ``False`` when there is nothing to kill (backing off, stopping)."""
+        if self.status == "failed":
+            self._cleared.set()
+            return True
         if self._scope is None or self.status not in ("activating", "running"):
             return False
         self._kill_reason = reason
@@ -105,6 +110,9 @@ class Cell:
             while await self._incarnation_crashed():
                 if not self._budget.record_crash(trio.current_time()):
                     self._escalate()
+                    with trio.move_on_after(self._config.failed_hold_s):
+                        await self._cleared.wait()  # an admin kill clears it sooner
+                    self._hooks.retired(self)
                     return
                 self.restarts += 1
                 self._metrics.actor_restarts.labels(self.kind.name).inc()
@@ -169,7 +177,7 @@ class Cell:
         try:
             with trio.fail_after(self._config.turn_timeout_s):
                 result = await actor.handle(envelope.message)
-        except CommandRejected as exc:
+        except Refused as exc:
             if reply is not None:
                 reply.fail(exc)
         except BaseException as exc:  # incl. Cancelled from a kill: tell the asker, then crash
@@ -186,7 +194,9 @@ class Cell:
             try:
                 await actor.deactivate()
             except Exception:
-                log.warning("deactivation failed", extra={"actor": str(self.address)}, exc_info=True)
+                log.warning(
+                    "deactivation failed", extra={"actor": str(self.address)}, exc_info=True
+                )
         self._receive.close()
         self._metrics.actor_passivations.labels(self.kind.name).inc()
 

@@ -23,6 +23,7 @@ class ActorConfig:
     restart_jitter: float = 0.2
     max_restarts: int = 5
     restart_window_s: float = 30.0
+    failed_hold_s: float = 60.0
     max_active: int = 100_000
 
     def __post_init__(self) -> None:
@@ -43,5 +44,6 @@ class ActorConfig:
             restart_jitter=settings.actor_restart_jitter,
             max_restarts=settings.actor_max_restarts,
             restart_window_s=settings.actor_restart_window_s,
+            failed_hold_s=settings.actor_failed_hold_s,
             max_active=settings.actor_max_active,
         )

@@ -10,6 +10,7 @@ no reply came in time (outcome unknown: retry with the same idempotency key);
 from __future__ import annotations
 
 from actors.address import ActorAddress
+from edge.errors import Code
 
 
 class ActorError(Exception):
@@ -23,8 +24,10 @@ class ActorError(Exception):
 class OverloadedError(ActorError):
     """The mailbox stayed full until the sender's deadline; the message was not enqueued."""
 
-    def __init__(self, address: ActorAddress, depth: int, timeout: float) -> None:
-        super().__init__(address, f"mailbox full ({depth} queued) for {timeout:.3g}s")
+    def __init__(
+        self, address: ActorAddress, depth: int, timeout: float, reason: str | None = None
+    ) -> None:
+        super().__init__(address, reason or f"mailbox full ({depth} queued) for {timeout:.3g}s")
         self.depth = depth
 
 
@@ -43,8 +46,16 @@ class ActorFailed(ActorError):
     """The actor's supervisor gave up (restart budget exhausted); it takes no messages."""
 
 
-class CommandRejected(ActorError):
-    """The actor refused the command for a domain reason; nothing was recorded."""
+class Refused(ActorError):
+    """Raised by an actor's handler to answer "no" without crashing; nothing was recorded."""
+
+
+class CommandRejected(Refused):
+    """The actor refused the command for a domain reason."""
+
+
+class DependencyUnavailable(Refused):
+    """A dependency the command needs (e.g. the Redis cache tier) did not answer; retry later."""
 
 
 class UnknownKind(ValueError):
@@ -57,3 +68,14 @@ class WrongMessage(TypeError):
 
 class SystemNotRunning(RuntimeError):
     """``tell``/``ask`` before :meth:`ActorSystem.run` started or after it stopped."""
+
+
+def error_code(exc: ActorError) -> Code:
+    """The API error code an HTTP edge answers with when a call to an actor fails."""
+    if isinstance(exc, OverloadedError):
+        return Code.OVERLOADED
+    if isinstance(exc, CommandRejected):
+        return Code.VALIDATION_FAILED
+    if isinstance(exc, DependencyUnavailable):
+        return Code.CACHE_UNAVAILABLE
+    return Code.SERVICE_UNAVAILABLE  # AskTimeout, ActorCrashed, ActorFailed: retryable

@@ -19,7 +19,7 @@ class Actor(Protocol):
 
     async def handle(self, message: Any) -> Any:
         """Process one message; the return value is the ``ask`` reply (ignored for ``tell``).
-        Raise :class:`actors.errors.CommandRejected` for a domain "no"; anything else crashes."""
+        Raise :class:`actors.errors.Refused` to answer "no"; anything else crashes."""
         ...
 
     async def deactivate(self) -> None:

@@ -75,14 +75,18 @@ class ActorSystem:
 
     # --- delivery ---------------------------------------------------------------------------
 
-    async def tell(self, address: ActorAddress, message: Any, *, timeout: float | None = None) -> None:
+    async def tell(
+        self, address: ActorAddress, message: Any, *, timeout: float | None = None
+    ) -> None:
         """Enqueue ``message``; wait while the mailbox is full, at most ``timeout`` seconds
         (then :class:`OverloadedError`). Returns when enqueued, not when handled."""
         self._check(address, message)
         limit = self.config.tell_timeout_s if timeout is None else timeout
         await self._enqueue(address, Envelope(message), trio.current_time() + limit, limit)
 
-    async def ask(self, address: ActorAddress, message: Any, *, timeout: float | None = None) -> Any:
+    async def ask(
+        self, address: ActorAddress, message: Any, *, timeout: float | None = None
+    ) -> Any:
         """Send ``message`` and wait for the reply, all within ``timeout`` seconds.
 
         Raises :class:`OverloadedError` (never enqueued), :class:`AskTimeout` (enqueued, no
@@ -129,7 +133,8 @@ class ActorSystem:
         if self._nursery is None:
             raise SystemNotRunning("the actor system is not running")
         if len(self._cells) >= self.config.max_active:
-            raise OverloadedError(address, 0, 0.0)
+            limit = self.config.max_active
+            raise OverloadedError(address, 0, 0.0, f"{limit} actors active: no room to activate")
         cell = Cell(address, self.kinds[address.kind], self.config, self._metrics, self)
         predecessor = self._stopping.get(address)
         self._cells[address] = cell
@@ -153,13 +158,17 @@ class ActorSystem:
             del self._cells[cell.address]  # ended by cancellation (shutdown)
 
     def escalated(self, cell: Cell) -> None:
-        """The cell stays registered as failed: messages to it fail fast, readiness reports it."""
+        """The cell stays registered as failed for ``failed_hold_s``: messages to it fail fast
+        and readiness reports it; then (or on an admin kill) it is retired."""
+
+    def retired(self, cell: Cell) -> None:
+        if self._cells.get(cell.address) is cell:
+            del self._cells[cell.address]
+            log.info("failed actor retired", extra={"actor": str(cell.address)})
 
     # --- introspection and control ----------------------------------------------------------
 
-    def actors(
-        self, *, kind: str | None = None, tenant: str | None = None
-    ) -> list[ActorInfo]:
+    def actors(self, *, kind: str | None = None, tenant: str | None = None) -> list[ActorInfo]:
         now = trio.current_time()
         return [
             ActorInfo(
@@ -185,9 +194,7 @@ class ActorSystem:
         if cell is None:
             return False
         if cell.status == "failed":
-            del self._cells[address]
-            log.info("failed actor cleared", extra={"actor": str(address)})
-            return True
+            self.retired(cell)  # now, not when its task next runs
         return cell.kill(reason)
 
     def kill_many(
@@ -199,12 +206,14 @@ class ActorSystem:
         count: int | None = None,
         reason: str = "killed via admin",
     ) -> list[ActorAddress]:
-        """Kill the selected running actors (``count`` picks that many at random)."""
+        """Kill the selected running actors (``count`` picks that many at random). Failed
+        actors are cleared only when named in ``ids``."""
         wanted = set(ids) if ids is not None else None
         candidates = [
             c.address
             for c in self._select(kind, tenant)
-            if c.status in ("activating", "running") and (wanted is None or c.address.id in wanted)
+            if (wanted is None or c.address.id in wanted)
+            and (c.status in ("activating", "running") or (wanted and c.status == "failed"))
         ]
         if count is not None and count < len(candidates):
             candidates = self._rng.sample(candidates, count)
@@ -214,13 +223,18 @@ class ActorSystem:
         return [
             cell
             for address, cell in sorted(self._cells.items())
-            if (kind is None or address.kind == kind) and (tenant is None or address.tenant == tenant)
+            if (kind is None or address.kind == kind)
+            and (tenant is None or address.tenant == tenant)
         ]
 
     def _counter(self, kind: str, *, live: bool) -> Any:
         def count() -> float:
             return float(
-                sum(1 for c in self._cells.values() if c.kind.name == kind and (c.status != "failed") == live)
+                sum(
+                    1
+                    for c in self._cells.values()
+                    if c.kind.name == kind and (c.status != "failed") == live
+                )
             )
 
         return count

@@ -28,7 +28,7 @@ _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
-    """The client's X-Request-Id if it is a sane token, else a fresh one (hostile ids are dropped)."""
+    """The client's X-Request-Id if it is a sane token, else a fresh one (hostile ids dropped)."""
     for name, value in headers:
         if name.lower() == b"x-request-id":
             text = value.decode("latin-1")

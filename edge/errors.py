@@ -37,6 +37,7 @@ class Code(enum.Enum):
     UNSUPPORTED_MEDIA_TYPE = ("UNSUPPORTED_MEDIA_TYPE", 415, False)
     OVERLOADED = ("OVERLOADED", 503, True)
     SERVICE_UNAVAILABLE = ("SERVICE_UNAVAILABLE", 503, True)
+    CONFLICT = ("CONFLICT", 409, False)  # an upstream refused: resource in the wrong state
     INTERNAL = ("INTERNAL", 500, True)
 
     @property

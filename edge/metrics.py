@@ -35,6 +35,9 @@ class Metrics:
         )
         self.in_flight = Gauge("bff_http_in_flight", "Requests being served", registry=r)
         self._add_actor_metrics(r)
+        self._add_ledger_metrics(r)
+        self._add_upstream_metrics(r)
+        self._add_dashboard_metrics(r)
 
     def _add_actor_metrics(self, r: CollectorRegistry) -> None:
         """Actor runtime (actors/): population, mailboxes, supervision, delivery failures."""
@@ -81,6 +84,159 @@ class Metrics:
             "bff_actor_expired",
             "Asks dropped unprocessed because the asker had given up",
             ["kind"],
+            registry=r,
+        )
+
+    def _add_ledger_metrics(self, r: CollectorRegistry) -> None:
+        """Ledger writer, retention, outbox relay and bus subscriber (ledger/, edge/bus/)."""
+        self.ledger_appended = Counter(
+            "bff_ledger_appended_events", "Events durably appended", registry=r
+        )
+        self.ledger_batch_events = Histogram(
+            "bff_ledger_batch_events",
+            "Events per group-committed batch",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+            registry=r,
+        )
+        self.ledger_commit_seconds = Histogram(
+            "bff_ledger_commit_duration_seconds",
+            "Time to write one batch",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ledger_append_errors = Counter(
+            "bff_ledger_append_errors",
+            "Failed appends by reason (conflict, timeout, connection, rejected)",
+            ["reason"],
+            registry=r,
+        )
+        self.ledger_pruned = Counter(
+            "bff_ledger_pruned_rows", "Rows deleted by retention", registry=r
+        )
+        self.relay_published = Counter(
+            "bff_relay_published_events", "Ledger rows the broker acknowledged", registry=r
+        )
+        self.relay_publish_failures = Counter(
+            "bff_relay_publish_failures", "Publish attempts the broker refused", registry=r
+        )
+        self.relay_position = Gauge(
+            "bff_relay_position", "Last ledger position published by this relay", registry=r
+        )
+        self.relay_lag = Gauge(
+            "bff_relay_lag_events", "Ledger rows not yet published (outbox depth)", registry=r
+        )
+        self.bus_consumed = Counter(
+            "bff_bus_consumed_events",
+            "Domain events taken from the bus by outcome (handled, redelivered, dead_lettered)",
+            ["outcome"],
+            registry=r,
+        )
+
+    def _add_upstream_metrics(self, r: CollectorRegistry) -> None:
+        """Upstream clients (edge/upstream/): attempts, latency, retries, drift, circuits."""
+        self.upstream_requests = Counter(
+            "bff_upstream_requests",
+            "Upstream attempts by outcome (ok, rejected, error, timeout, connect_error, "
+            "circuit_open, deadline, auth_error)",
+            ["upstream", "operation", "outcome"],
+            registry=r,
+        )
+        self.upstream_latency = Histogram(
+            "bff_upstream_request_duration_seconds",
+            "Upstream attempt latency",
+            ["upstream", "operation"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_retries = Counter(
+            "bff_upstream_retries", "Upstream retries", ["upstream", "operation"], registry=r
+        )
+        self.upstream_schema_drift = Counter(
+            "bff_upstream_schema_drift",
+            "Upstream answers that failed their schema (SCHEMA_DRIFT)",
+            ["upstream", "operation"],
+            registry=r,
+        )
+        self.upstream_circuit_state = Gauge(
+            "bff_upstream_circuit_state",
+            "Circuit breaker state per upstream: 0 closed, 1 half-open, 2 open",
+            ["upstream"],
+            registry=r,
+        )
+        self.upstream_circuit_transitions = Counter(
+            "bff_upstream_circuit_transitions",
+            "Circuit breaker state changes by target state",
+            ["upstream", "to"],
+            registry=r,
+        )
+        self.upstream_id_tokens = Counter(
+            "bff_upstream_id_token_fetches",
+            "Google ID tokens fetched from the metadata server by outcome",
+            ["outcome"],
+            registry=r,
+        )
+
+        # --- device auth (edge/auth/) ---
+        self.auth_rejected = Counter(
+            "bff_auth_rejected", "Requests the auth chain rejected, by code", ["code"], registry=r
+        )
+        self.dpop_replay_blocked = Counter(
+            "bff_dpop_replay_blocked", "DPoP proofs rejected as replays", registry=r
+        )
+        self.mfa_replay_blocked = Counter(
+            "bff_mfa_replay_blocked", "MFA attestations rejected as already used", registry=r
+        )
+        self.sessions_opened = Counter("bff_sessions_opened", "Sessions opened", registry=r)
+        self.sessions_closed = Counter(
+            "bff_sessions_closed", "Sessions closed, by reason", ["reason"], registry=r
+        )
+        self.auth_degraded = Counter(
+            "bff_auth_degraded",
+            "Auth checks answered from a local fallback because a dependency was down",
+            ["check"],
+            registry=r,
+        )
+
+    def _add_dashboard_metrics(self, r: CollectorRegistry) -> None:
+        """Dashboard stream and workbench views (edge/dashboard/)."""
+        self.dashboard_widgets = Counter(
+            "bff_dashboard_widgets",
+            "Composed widgets by upstream and status (ok, unavailable)",
+            ["upstream", "status"],
+            registry=r,
+        )
+        self.dashboard_compositions = Counter(
+            "bff_dashboard_compositions",
+            "Compositions by kind (dashboard, view) and outcome (complete, partial, stale, failed)",
+            ["kind", "outcome"],
+            registry=r,
+        )
+        self.dashboard_composition_seconds = Histogram(
+            "bff_dashboard_composition_duration_seconds",
+            "Time to compose a dashboard or build a view from the upstreams",
+            ["kind"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.dashboard_cache = Counter(
+            "bff_dashboard_cache",
+            "Snapshot/view cache reads by kind and result (hit, miss, error, foreign)",
+            ["kind", "result"],
+            registry=r,
+        )
+        self.dashboard_flights = Counter(
+            "bff_dashboard_flights",
+            "Flights started, and flights that waited for a peer instance's composition",
+            ["kind", "event"],
+            registry=r,
+        )
+        self.dashboard_hints = Counter(
+            "bff_dashboard_hints", "dashboard.hint deliveries by outcome", ["outcome"], registry=r
+        )
+        self.dashboard_telemetry = Counter(
+            "bff_dashboard_telemetry_events",
+            "View telemetry events by outcome (appended, dropped)",
+            ["outcome"],
             registry=r,
         )
 

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import msgspec
 from quart import Quart, request
 
+from edge.auth.principal import Access
 from edge.errors import ApiError, Code
 
 S = TypeVar("S", bound=msgspec.Struct)
@@ -30,6 +31,7 @@ class RouteSpec:
     response: Any = None
     content_type: str = "application/json"
     errors: tuple[Code, ...] = ()
+    auth: Access = "none"
     extra_responses: Mapping[int, str] = field(default_factory=dict)
 
 
@@ -51,8 +53,13 @@ class Api:
         response: Any = None,
         content_type: str = "application/json",
         errors: tuple[Code, ...] = (),
+        auth: Access = "none",
     ) -> Callable[[View], View]:
-        spec = RouteSpec(path, method, summary, tag, query, body, response, content_type, errors)
+        """Register ``view``. With ``auth`` other than "none" the auth chain runs first
+        (edge/auth/guard.py) and the view gets ``principal=`` as a keyword argument."""
+        spec = RouteSpec(
+            path, method, summary, tag, query, body, response, content_type, errors, auth
+        )
 
         def register(view: View) -> View:
             self.routes.append((spec, view))
@@ -63,7 +70,7 @@ class Api:
     def install(self, app: Quart, *, context: object) -> None:
         for spec, view in self.routes:
             endpoint = f"{spec.method.lower()}:{spec.path}"
-            bound = _bind(view, context)
+            bound = _bind(view, context) if spec.auth == "none" else _guarded(view, context, spec)
             app.add_url_rule(_quart_path(spec.path), endpoint, bound, methods=[spec.method])
 
 
@@ -75,13 +82,32 @@ def _bind(view: View, context: object) -> View:
     return bound
 
 
+def _guarded(view: View, context: object, spec: RouteSpec) -> View:
+    from edge.auth.guard import authenticate
+
+    async def bound(**kwargs: Any) -> Any:
+        principal = await authenticate(context, spec.auth, path_params=kwargs)
+        return await view(context, principal=principal, **kwargs)
+
+    bound.__name__ = view.__name__
+    return bound
+
+
 def _quart_path(path: str) -> str:
     """``/devices/{deviceId}`` (OpenAPI style) → ``/devices/<deviceId>`` (Quart style)."""
     return path.replace("{", "<").replace("}", ">")
 
 
+def request_id() -> str:
+    """The id of the current request (set by the ASGI middleware, echoed as X-Request-Id)."""
+    from edge.asgi import REQUEST_ID_KEY
+
+    scope: Any = request.scope
+    return str(scope.get(REQUEST_ID_KEY, ""))
+
+
 def validation_message(exc: msgspec.ValidationError | msgspec.DecodeError) -> str:
-    """msgspec's message with its JSON path as a field name (``... - at `$.a.b``` → ``a.b: ...``)."""
+    """msgspec's message with its JSON path as a field name (``… - at `$.a.b``` → ``a.b: …``)."""
     text = str(exc)
     detail, _, path = text.partition(" - at `$")
     name = path.rstrip("`").lstrip(".")

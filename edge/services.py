@@ -5,14 +5,26 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from actors.notices import NoticeHub
+from edge.auth.wiring import build_auth_chain
 from edge.metrics import Metrics
 from edge.readiness import Probe, ReadinessBoard
 from edge.redis_tier import RedisTier, TierUnavailable
 from edge.settings import Settings
+from edge.upstream.wiring import build_upstreams, close_upstreams, readiness_probe
 from ledger.postgres import Database, DatabaseUnavailable
 from schemas.health import DependencyCheck
+
+if TYPE_CHECKING:
+    from actors.system import ActorSystem
+    from edge.auth.chain import AuthChain
+    from edge.bus.port import EventHandler
+    from edge.dashboard.engine import DashboardEngine
+    from edge.upstream.apis import Upstreams
+    from ledger.store import Ledger
 
 log = logging.getLogger("bff.services")
 
@@ -27,6 +39,14 @@ class Services:
     session: RedisTier
     metrics: Metrics
     readiness: ReadinessBoard
+    actors: ActorSystem | None = None  # set by actors.runtime when the system starts
+    ledger: Ledger | None = None  # set by edge.bus.wiring (group-commit writer running)
+    instance_id: str = ""  # BFF_INSTANCE_ID or generated; names this instance's subscription
+    domain_events: EventHandler | None = None  # the actor layer's handler for consumed events
+    upstreams: Upstreams | None = None  # the 14 upstream clients (edge/upstream/)
+    auth: AuthChain | None = None  # the auth chain of /bff/backoffice/v1/* (edge/auth/)
+    notices: NoticeHub = field(default_factory=NoticeHub)  # device notices → this process's streams
+    dashboard: DashboardEngine | None = None  # compositions, caches, hints (edge/dashboard/)
 
 
 @asynccontextmanager
@@ -53,12 +73,16 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     readiness.register("postgres", _db_probe(db, timeout))
     readiness.register("redisSession", _redis_probe(session, timeout))
     readiness.register("redisCache", _redis_probe(cache, timeout), required=False)
+    services.upstreams = build_upstreams(settings, metrics)
+    readiness.register("upstreamCircuits", readiness_probe(services.upstreams))
+    services.auth = build_auth_chain(settings, services.upstreams, session, cache, metrics)
     await db.open()
     await cache.open()
     await session.open()
     try:
         yield services
     finally:
+        await close_upstreams(services.upstreams)
         await session.close()
         await cache.close()
         await db.close()

@@ -1,8 +1,7 @@
 """Versioned SQL migrations: ``ledger/migrations/NNNN_name.sql``, applied in order, once each.
 
-Applied versions are recorded in ``schema_version``. A transaction-scoped advisory lock makes
-concurrent migrators (several instances starting at once) safe: the second waits, then finds
-nothing left to do.
+Applied versions are recorded in ``schema_version``. A session advisory lock makes concurrent
+migrators (several instances starting at once) safe: the second waits, then finds nothing left.
 """
 
 from __future__ import annotations
@@ -48,26 +47,30 @@ async def migrate(db: Database) -> list[int]:
     """Apply every pending migration; return the versions applied by this call."""
     applied_now: list[int] = []
     async with db.connection(timeout=60) as conn:
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_version ("
-            " version integer PRIMARY KEY, name text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        for migration in available_migrations():
-            async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
-                done = await conn.fetchval(
-                    "SELECT 1 FROM schema_version WHERE version = $1", migration.version
-                )
-                if done:
-                    continue
-                await conn.execute(migration.sql, timeout=60)
-                await conn.execute(
-                    "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
-                    migration.version,
-                    migration.name,
-                )
-                applied_now.append(migration.version)
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK, timeout=60)
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version ("
+                " version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            for migration in available_migrations():
+                async with conn.transaction():
+                    done = await conn.fetchval(
+                        "SELECT 1 FROM schema_version WHERE version = $1", migration.version
+                    )
+                    if done:
+                        continue
+                    await conn.execute(migration.sql, timeout=60)
+                    await conn.execute(
+                        "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
+                        migration.version,
+                        migration.name,
+                    )
+                    applied_now.append(migration.version)
+        finally:
+            with trio.CancelScope(shield=True):
+                await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
     return applied_now
 
 

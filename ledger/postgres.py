@@ -104,11 +104,15 @@ class Database:
             raise DatabaseUnavailable("pool is not open")
         limit = timeout or self.timeout
         try:
-            with trio.fail_after(limit):
+            # Shielded, under its own deadline: cancelling asyncpg while it opens a connection
+            # (TLS negotiation) makes trio-asyncio raise "unexpected connection_lost()" into the
+            # loop and take the process down. A cancelled caller waits at most ``limit``.
+            with trio.CancelScope(shield=True), trio.fail_after(limit):
                 raw = await trio_asyncio.aio_as_trio(self._pool.acquire)(timeout=limit)
         except (trio.TooSlowError, OSError, asyncpg.PostgresError, TimeoutError) as exc:
             raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
         try:
+            await trio.lowlevel.checkpoint_if_cancelled()
             yield Connection(raw, limit)
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(limit) as release:

@@ -16,6 +16,7 @@ import trio
 from ledger.migrate import migrate
 from ledger.postgres import Database
 from tests.support.procs import ServiceProcess
+from tests.support.sim import sim, sim_process, start_sim  # noqa: F401
 
 RUN_ID = uuid.uuid4().hex[:8]
 PG_ADMIN_URL = os.environ.get("BFF_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -58,6 +59,17 @@ def database_url() -> Iterator[str]:
     trio.run(_create_and_migrate, dsn, name)
     try:
         yield dsn
+    finally:
+        trio.run(_admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def empty_database_url() -> Iterator[str]:
+    """A fresh database with no schema at all; dropped afterwards."""
+    name = f"bfft_{RUN_ID}_{next(_counter)}"
+    trio.run(_admin, f'CREATE DATABASE "{name}"')
+    try:
+        yield _dsn_for(name)
     finally:
         trio.run(_admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -110,6 +122,7 @@ def base_env(database_url: str, redis_prefix: str) -> dict[str, str]:
         "BFF_LOG_LEVEL": "INFO",
         "BFF_BUS": "embedded",
         "PUBSUB_EMULATOR_HOST": "",
+        "BFF_ADMIN_PORT": "0",  # admin server off unless a test picks a free port
     }
 
 

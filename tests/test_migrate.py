@@ -13,25 +13,25 @@ async def test_migrations_recorded_once(db: Database) -> None:
     assert [r["version"] for r in rows] == [m.version for m in available_migrations()]
 
 
-async def test_concurrent_migrators_apply_each_version_once(db: Database) -> None:
-    await db.execute("DROP TABLE ledger CASCADE")
-    await db.execute("DELETE FROM schema_version")
-    for table in await db.fetch(
-        "SELECT tablename FROM pg_tables"
-        " WHERE schemaname = 'public' AND tablename <> 'schema_version'"
-    ):
-        await db.execute(f'DROP TABLE IF EXISTS "{table["tablename"]}" CASCADE')
+async def test_concurrent_migrators_apply_each_version_once(
+    aio_loop: object, empty_database_url: str
+) -> None:
+    db = Database(empty_database_url, max_size=5, timeout=30)
+    await db.open()
     applied: list[list[int]] = []
 
     async def run() -> None:
         applied.append(await migrate(db))
 
-    async with trio.open_nursery() as nursery:
-        for _ in range(3):
-            nursery.start_soon(run)
-    flat = sorted(v for batch in applied for v in batch)
-    assert flat == [m.version for m in available_migrations()]
-    assert await db.fetchval("SELECT count(*) FROM ledger") == 0
+    try:
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):
+                nursery.start_soon(run)
+        flat = sorted(v for batch in applied for v in batch)
+        assert flat == [m.version for m in available_migrations()]
+        assert await db.fetchval("SELECT count(*) FROM ledger") == 0
+    finally:
+        await db.close()
 
 
 def test_migration_files_are_numbered_densely() -> None:

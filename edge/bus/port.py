@@ -7,10 +7,12 @@ it), the tenant, and an ordering key (the ledger stream for the BFF's own events
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import msgspec
+import trio
 
 
 def topic_for(subject: str) -> str:
@@ -19,7 +21,7 @@ def topic_for(subject: str) -> str:
     parts = subject.split(".")
     if len(parts) < 3 or parts[0] != "melmastoon":
         raise ValueError(f"not a melmastoon subject: {subject!r}")
-    return ".".join(parts[:4] if parts[1] == "bff" else parts[:2])
+    return ".".join(parts[:3] if parts[1] == "bff" else parts[:2])
 
 
 # The domain topics the BFF consumes (SERVICE_OVERVIEW §6).
@@ -73,4 +75,46 @@ class EventHandler(Protocol):
     async def __call__(self, event: InboundEvent) -> None:
         """Handle one event; return only when it was handled (then the subscriber acks),
         raise to have it redelivered."""
+        ...
+
+
+# --- subscriber side of the adapters (added with the relay and subscriber) -------------------
+
+
+@dataclass(eq=False)
+class Delivery:
+    """One message as a broker adapter hands it to the subscriber, with its own ack/nack.
+
+    ``attempt`` counts deliveries of this message to this instance (1 on the first).
+    """
+
+    topic: str
+    data: bytes
+    attributes: dict[str, str]
+    message_id: str
+    attempt: int
+    ack: Callable[[], Awaitable[None]]
+    nack: Callable[[], Awaitable[None]]
+
+
+class BusSource(Protocol):
+    """The receiving half of an adapter: one subscription / consumer group per instance."""
+
+    async def run(
+        self,
+        deliveries: trio.MemorySendChannel[Delivery],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Create the instance's subscription if needed (then ``started()``), feed deliveries
+        until cancelled, close ``deliveries`` on exit; raise :class:`BusUnavailable` if the
+        broker goes away (the subscriber restarts it with backoff)."""
+        ...
+
+    async def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Park an unprocessable message (with the reason) where operators can inspect it."""
+        ...
+
+    async def retire(self) -> None:
+        """The instance is going away for good: delete its subscription / consumer group."""
         ...

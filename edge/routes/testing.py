@@ -5,12 +5,13 @@ They let the test suite force an internal error and hold a request in flight acr
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 import trio
 from quart import Response
 
+from edge.auth.principal import Principal
 from edge.routing import Api, decode_body, decode_query
 from edge.services import Services
 
@@ -46,3 +47,43 @@ async def slow(services: Services) -> Response:
 async def echo(services: Services) -> Response:
     body = await decode_body(EchoBody)
     return Response(msgspec.json.encode(body), content_type="application/json")
+
+
+class SensitiveBody(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    action: Literal["lock.revoke", "folio.refund"] = "lock.revoke"
+
+
+@api.route(
+    "/bff/backoffice/v1/_test/sensitive",
+    "POST",
+    summary="A sensitive action behind the MFA step-up guard",
+    tag="testing",
+    body=SensitiveBody,
+    auth="mutation",
+)
+async def sensitive(services: Services, principal: Principal) -> Response:
+    body = await decode_body(SensitiveBody)
+    assert services.auth is not None and services.auth.stepup is not None
+    await services.auth.stepup.require(principal, body.action)
+    return Response(b'{"done":true}', content_type="application/json")
+
+
+@api.route(
+    "/bff/backoffice/v1/_test/whoami",
+    summary="The principal of an authenticated request",
+    tag="testing",
+    auth="read",
+)
+async def whoami(services: Services, principal: Principal) -> Response:
+    return Response(msgspec.json.encode(principal), content_type="application/json")
+
+
+@api.route(
+    "/bff/backoffice/v1/_test/properties/{propertyId}/mutate",
+    "POST",
+    summary="A mutating route scoped to a property (auth chain tests)",
+    tag="testing",
+    auth="mutation",
+)
+async def mutate(services: Services, principal: Principal, propertyId: str) -> Response:
+    return Response(b'{"done":true}', content_type="application/json")

@@ -1,0 +1,364 @@
+"""DeviceActor ``(tenant, deviceId)``: one staff workstation's session and sync status.
+
+Ledger-held state (stream ``device:<deviceId>``): the device's sessions (``session.opened.v1``,
+``session.closed.v1``); heartbeat telemetry (``device.heartbeat.v1``) is appended for a sample
+of heartbeats only (``BFF_HEARTBEAT_SAMPLE_RATE``, SERVICE_OVERVIEW/DEPLOYMENT_TOPOLOGY: high
+volume, low value). Postgres-held state: ``DeviceSyncStatus`` (last seen, app version, heartbeat
+count; every heartbeat, retries counted once). Redis-held state: the session blob and revocation
+marker (session tier, shared by every instance) and the sync cursor (cache tier).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import msgspec
+
+from actors.address import ActorAddress
+from actors.errors import CommandRejected
+from actors.eventsourced import EventSourced, Pending
+from actors.kind import ActorKind
+from actors.messages import CommandId, DomainEvent, GetState, Handled, Identifier, Message
+from actors.notices import Notice, NoticeHub
+from actors.ports import EventLog
+from edge.auth.sessions import BackofficeSession, SessionStore
+from edge.redis_tier import RedisTier, TierUnavailable
+from ledger.device_status import DeviceStatusStore
+from ledger.model import SUBJECT_PREFIX
+
+log = logging.getLogger("bff.actors.device")
+
+KIND = "device"
+HEARTBEAT = SUBJECT_PREFIX + "device.heartbeat.v1"
+SESSION_OPENED = SUBJECT_PREFIX + "session.opened.v1"
+SESSION_CLOSED = SUBJECT_PREFIX + "session.closed.v1"
+SESSION_REVOKED = "melmastoon.iam.session.revoked.v1"
+USER_DISABLED = "melmastoon.iam.user.disabled.v1"
+RECENT_SESSIONS = 16
+HEARTBEAT_IDS = uuid.UUID("6f1c5d2e-9a43-4d2b-8c7e-0b5a3f1e2d4c")  # namespace of telemetry ids
+END_OF_STREAM = "_end"  # a Notice that closes the device's streams without an SSE event
+
+AppVersion = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+CloseReason = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+
+
+# --- messages ------------------------------------------------------------------------------
+
+
+class RecordHeartbeat(Message, frozen=True, tag="recordHeartbeat"):
+    """The device is alive. ``commandId`` makes retries idempotent (counted once)."""
+
+    command_id: CommandId
+    app_version: AppVersion
+    operator_id: str | None = None
+
+
+class OpenSession(Message, frozen=True, tag="openSession"):
+    """The device made its first authenticated call with this session: record and store it."""
+
+    session_id: Identifier
+    operator_id: Identifier
+    role: str
+    property_ids: list[str]
+    jkt: str
+
+
+class CloseSession(Message, frozen=True, tag="closeSession"):
+    """Sign-out or revocation: every instance rejects the session from now on."""
+
+    session_id: Identifier
+    reason: CloseReason
+
+
+class RefreshSession(Message, frozen=True, tag="refreshSession"):
+    """The session reference in Redis changed: reload it."""
+
+
+DeviceMessage = (
+    RecordHeartbeat | OpenSession | CloseSession | RefreshSession | GetState | DomainEvent
+)
+
+
+class HeartbeatAck(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    heartbeat_count: int
+    duplicate: bool
+    sampled: bool
+
+
+class SessionAck(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    session_id: str
+    changed: bool
+
+
+# --- events and state ----------------------------------------------------------------------
+
+
+class HeartbeatRecorded(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    command_id: str
+    app_version: str
+    at: datetime
+    operator_id: str | None = None
+
+
+class SessionOpened(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    session_id: str
+    operator_id: str
+    role: str
+    property_ids: list[str]
+    at: datetime
+
+
+class SessionClosed(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    session_id: str
+    reason: str
+    at: datetime
+
+
+class DeviceState(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    tenant: str
+    device_id: str
+    version: int = 0
+    session_id: str | None = None  # the open session, if any
+    operator_id: str | None = None
+    closed_sessions: tuple[str, ...] = ()
+    heartbeat_count: int = 0
+    last_seen_at: datetime | None = None
+    app_version: str | None = None
+    session_ref: str | None = None  # what the session tier says (shared by instances)
+    sync_cursor: str | None = None
+
+
+_opened = msgspec.json.Decoder(SessionOpened)
+_closed = msgspec.json.Decoder(SessionClosed)
+
+
+def apply_device_event(state: DeviceState, subject: str, payload: bytes) -> DeviceState:
+    """Pure fold of one ledger event; heartbeat telemetry and unknown subjects are skipped."""
+    if subject == SESSION_OPENED:
+        opened = _opened.decode(payload)
+        return msgspec.structs.replace(
+            state, session_id=opened.session_id, operator_id=opened.operator_id
+        )
+    if subject == SESSION_CLOSED:
+        closed = _closed.decode(payload)
+        recent = (*state.closed_sessions, closed.session_id)[-RECENT_SESSIONS:]
+        current = None if state.session_id == closed.session_id else state.session_id
+        return msgspec.structs.replace(state, session_id=current, closed_sessions=recent)
+    return state
+
+
+def decide_open(state: DeviceState, command: OpenSession) -> list[Pending]:
+    if command.session_id == state.session_id or command.session_id in state.closed_sessions:
+        return []
+    event = SessionOpened(
+        session_id=command.session_id,
+        operator_id=command.operator_id,
+        role=command.role,
+        property_ids=command.property_ids,
+        at=datetime.now(UTC),
+    )
+    return [Pending(SESSION_OPENED, event)]
+
+
+def decide_close(state: DeviceState, command: CloseSession) -> list[Pending]:
+    if command.session_id in state.closed_sessions:
+        return []
+    event = SessionClosed(
+        session_id=command.session_id, reason=command.reason, at=datetime.now(UTC)
+    )
+    return [Pending(SESSION_CLOSED, event)]
+
+
+class RevokedEvent(msgspec.Struct, frozen=True, rename="camel"):
+    """``iam.session.revoked.v1`` / ``iam.user.disabled.v1`` data (fields used here)."""
+
+    session_id: str | None = None
+    operator_id: str | None = None
+    reason: str | None = None
+
+
+_revoked = msgspec.json.Decoder(RevokedEvent)
+
+
+# --- the actor -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceDeps:
+    log: EventLog
+    cache: RedisTier
+    sessions: SessionStore
+    status: DeviceStatusStore
+    notices: NoticeHub
+    heartbeat_sample_rate: float = 0.05
+
+
+class DeviceActor(EventSourced[DeviceState]):
+    def __init__(self, address: ActorAddress, deps: DeviceDeps) -> None:
+        self._deps = deps
+        super().__init__(address, deps.log)
+
+    def initial_state(self) -> DeviceState:
+        return DeviceState(tenant=self.address.tenant, device_id=self.address.id)
+
+    def apply(self, state: DeviceState, subject: str, payload: bytes) -> DeviceState:
+        return apply_device_event(state, subject, payload)
+
+    async def load_volatile(self) -> None:
+        """Reload what lives outside the ledger: status (Postgres), session ref, cursor."""
+        tenant, device = self.address.tenant, self.address.id
+        status = await self._deps.status.get(tenant, device)
+        session_key = self._deps.sessions.device_key(tenant, device)
+        session_ref = await self._deps.sessions.tier.run(lambda r: r.get(session_key))
+        cursor: Any = None
+        cursor_key = self._deps.cache.key(tenant, "device", device, "cursor")
+        try:
+            cursor = await self._deps.cache.run(lambda r: r.get(cursor_key))
+        except TierUnavailable as exc:  # the cursor is a cache: the device re-handshakes
+            log.warning(
+                "sync cursor not loaded", extra={"actor": str(self.address), "error": str(exc)}
+            )
+        self.state = msgspec.structs.replace(
+            self.state,
+            session_ref=_text(session_ref),
+            sync_cursor=_text(cursor),
+            heartbeat_count=status.heartbeat_count if status else 0,
+            last_seen_at=status.last_seen_at if status else None,
+            app_version=status.app_version if status else None,
+        )
+
+    async def handle(self, message: Any) -> Any:
+        if isinstance(message, RecordHeartbeat):
+            return await self._heartbeat(message)
+        if isinstance(message, OpenSession):
+            return await self._open(message)
+        if isinstance(message, CloseSession):
+            return await self._close(message.session_id, message.reason)
+        if isinstance(message, GetState):
+            return self.state
+        if isinstance(message, RefreshSession):
+            await self.load_volatile()
+            return self.state
+        if isinstance(message, DomainEvent):
+            return await self._domain_event(message)
+        raise CommandRejected(self.address, f"unsupported message {type(message).__name__}")
+
+    async def _heartbeat(self, command: RecordHeartbeat) -> HeartbeatAck:
+        """Telemetry first (if this command is sampled), then DeviceSyncStatus.
+
+        Both are idempotent per command id: the telemetry's event id and the sampling decision
+        derive from it, and the status row remembers recent command ids. A retry after a crash
+        between the two steps therefore completes the heartbeat without recording it twice.
+        """
+        at = datetime.now(UTC)
+        event_id = uuid.uuid5(
+            HEARTBEAT_IDS, f"{self.address.tenant}/{self.address.id}/{command.command_id}"
+        )
+        sampled = event_id.int / 2**128 < self._deps.heartbeat_sample_rate
+        if sampled:
+            telemetry = HeartbeatRecorded(
+                command_id=command.command_id,
+                app_version=command.app_version,
+                at=at,
+                operator_id=command.operator_id,
+            )
+            await self.execute(
+                lambda _: [Pending(HEARTBEAT, telemetry, event_id)],
+                device_id=self.address.id,
+                operator_id=command.operator_id,
+            )
+        outcome = await self._deps.status.record_heartbeat(
+            self.address.tenant,
+            self.address.id,
+            at=at,
+            app_version=command.app_version,
+            operator_id=command.operator_id,
+            command_id=command.command_id,
+        )
+        status = outcome.status
+        self.state = msgspec.structs.replace(
+            self.state,
+            heartbeat_count=status.heartbeat_count,
+            last_seen_at=status.last_seen_at,
+            app_version=status.app_version,
+        )
+        return HeartbeatAck(
+            heartbeat_count=status.heartbeat_count, duplicate=outcome.duplicate, sampled=sampled
+        )
+
+    async def _open(self, command: OpenSession) -> SessionAck:
+        changed = await self.execute(
+            lambda state: decide_open(state, command),
+            device_id=self.address.id,
+            operator_id=command.operator_id,
+        )
+        if changed:
+            await self._deps.sessions.open(
+                BackofficeSession(
+                    session_id=command.session_id,
+                    tenant=self.address.tenant,
+                    operator_id=command.operator_id,
+                    device_id=self.address.id,
+                    role=command.role,
+                    property_ids=tuple(command.property_ids),
+                    jkt=command.jkt,
+                    opened_at=datetime.now(UTC),
+                )
+            )
+            self.state = msgspec.structs.replace(self.state, session_ref=command.session_id)
+        return SessionAck(session_id=command.session_id, changed=changed)
+
+    async def _close(self, session_id: str, reason: str) -> SessionAck:
+        """Revoke everywhere first (Redis marker), then record; tell the device's streams."""
+        await self._deps.sessions.close(self.address.tenant, session_id, self.address.id)
+        changed = await self.execute(
+            lambda state: decide_close(state, CloseSession(session_id=session_id, reason=reason)),
+            device_id=self.address.id,
+            operator_id=self.state.operator_id,
+        )
+        if self.state.session_ref == session_id:
+            self.state = msgspec.structs.replace(self.state, session_ref=None)
+        if changed:
+            self._deps.notices.publish(self.address.tenant, self.address.id, _ended(reason))
+        return SessionAck(session_id=session_id, changed=changed)
+
+    async def _domain_event(self, event: DomainEvent) -> Handled:
+        if event.subject not in (SESSION_REVOKED, USER_DISABLED):
+            return Handled(acted=False)
+        data = _revoked.decode(event.data)
+        if event.subject == SESSION_REVOKED and data.session_id:
+            target = data.session_id
+        else:
+            target = self.state.session_id or self.state.session_ref or ""
+        if not target:
+            return Handled(acted=False)
+        reason = "user_disabled" if event.subject == USER_DISABLED else (data.reason or "revoked")
+        ack = await self._close(target, reason)
+        return Handled(acted=ack.changed)
+
+
+def _ended(reason: str) -> Notice:
+    """What the device's streams hear when its session ends: a force-logout unless the device
+    signed out itself, in which case its stream just closes."""
+    if reason == "sign_out":
+        return Notice(event=END_OF_STREAM, data={"reason": reason})
+    return Notice(event="session", data={"kind": "force_logout", "reason": reason})
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def device_kind(deps: DeviceDeps) -> ActorKind:
+    return ActorKind(
+        name=KIND,
+        messages=DeviceMessage,
+        accepts=(RecordHeartbeat, OpenSession, CloseSession, RefreshSession, GetState, DomainEvent),
+        factory=lambda address: DeviceActor(address, deps),
+    )

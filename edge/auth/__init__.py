@@ -1,0 +1,1 @@
+"""Device authentication: DPoP proofs (RFC 9449), iam access tokens, sessions, MFA step-up."""

@@ -1,0 +1,322 @@
+"""The auth chain of every ``/bff/backoffice/v1/*`` route, in the order of the error decision
+tree (FAILURE_MODES §2, API contract §3):
+
+SESSION_REQUIRED → DPOP_INVALID → SESSION_EXPIRED → DEVICE_MISMATCH → TENANT.SUSPENDED →
+PROPERTY_OUT_OF_SCOPE → CACHE_UNAVAILABLE → SYNC.VERSION_BLOCKED, then the per-device rate limit.
+
+The proof is checked before the token; the token before the key binding (``cnf.jkt``) so that
+binding compares against verified claims; the ``jti`` replay check and the revocation check
+share one Redis round trip, and run last among the DPoP checks so an invalid request can never
+burn a ``jti``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+import msgspec
+from quart import request
+
+from edge.auth.dpop import ALLOWED_ALGS, DpopInvalid, verify_proof
+from edge.auth.floor import BadVersion, VersionFloor
+from edge.auth.principal import Access, Principal
+from edge.auth.sessions import SessionStore
+from edge.auth.stepup import StepUp
+from edge.auth.tenants import TenantStatus
+from edge.auth.tokens import KeySetUnavailable, TokenRejected, TokenVerifier
+from edge.errors import ApiError, Code
+from edge.metrics import Metrics
+from edge.redis_tier import Client, TierUnavailable
+from edge.settings import Settings
+from schemas.upstream.iam import AccessTokenClaims
+
+log = logging.getLogger("bff.auth")
+
+CHALLENGE = f'DPoP algs="{" ".join(ALLOWED_ALGS)}"'
+OpenSession = Callable[[Principal], Awaitable[None]]
+
+
+def _reject(code: Code, message: str, error: str | None = None) -> ApiError:
+    headers: dict[str, str] = {}
+    if code.status == 401:
+        detail = f', error="{error}"' if error else ""
+        headers["WWW-Authenticate"] = f"{CHALLENGE}{detail}"
+    return ApiError(code, message, headers=headers)
+
+
+@dataclass
+class TierChecks:
+    """What one Redis round trip told us about this request."""
+
+    replayed: bool
+    revoked: bool
+    session_known: bool
+    request_count: int
+    tier_down: bool
+
+
+class LocalReplayCache:
+    """Bounded per-instance memory of seen proofs, used while the session tier is down."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._capacity = capacity
+
+    def add_once(self, key: str, ttl_s: float) -> bool:
+        now = time.monotonic()
+        while self._seen and next(iter(self._seen.values())) < now:
+            self._seen.popitem(last=False)
+        if key in self._seen:
+            return False
+        if len(self._seen) >= self._capacity:
+            return False  # fail closed rather than forget
+        self._seen[key] = now + ttl_s
+        return True
+
+
+class AuthChain:
+    def __init__(
+        self,
+        settings: Settings,
+        tokens: TokenVerifier,
+        sessions: SessionStore,
+        tenants: TenantStatus,
+        floor: VersionFloor,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.tokens = tokens
+        self.sessions = sessions
+        self.tenants = tenants
+        self.floor = floor
+        self.metrics = metrics
+        self.local_replay = LocalReplayCache()
+        self.local_revoked: set[str] = set()
+        self.proof_max_age_s = settings.dpop_max_age_s
+        self.proof_max_future_s = settings.dpop_max_future_s
+        # Set by the actor runtime: opens the BackofficeSession on a device's first call.
+        self.open_session: OpenSession | None = None
+        self.stepup: StepUp | None = None  # MFA guard of sensitive actions (edge/auth/wiring.py)
+
+    async def check(self, access: Access, path_params: Mapping[str, Any]) -> Principal:
+        try:
+            return await self._check(access, path_params)
+        except ApiError as exc:
+            self.metrics.auth_rejected.labels(exc.code.wire).inc()
+            raise
+
+    async def _check(self, access: Access, path_params: Mapping[str, Any]) -> Principal:
+        token = self._access_token()
+        proof_error: DpopInvalid | None = None
+        try:
+            proof = verify_proof(
+                self._one_proof(),
+                method=request.method,
+                url=self._request_url(),
+                access_token=token,
+                now=time.time(),
+                max_age_s=self.proof_max_age_s,
+                max_future_s=self.proof_max_future_s,
+            )
+        except DpopInvalid as exc:
+            proof_error = exc
+        if proof_error is not None:
+            raise _reject(Code.DPOP_INVALID, f"DPoP proof: {proof_error}", "invalid_dpop_proof")
+        claims = await self._verify_token(token)
+        if not hmac.compare_digest(claims.cnf.jkt, proof.jkt):
+            raise _reject(
+                Code.DPOP_INVALID, "DPoP key is not the token's key", "invalid_dpop_proof"
+            )
+        tier = await self._tier_checks(claims, proof.jti, proof.jkt)
+        if tier.replayed:
+            self.metrics.dpop_replay_blocked.inc()
+            raise _reject(Code.DPOP_INVALID, "DPoP proof was already used", "invalid_dpop_proof")
+        if tier.revoked:
+            raise _reject(
+                Code.SESSION_EXPIRED, "session was revoked or signed out", "invalid_token"
+            )
+        self._check_devices(claims, path_params)
+        if await self.tenants.suspended(claims.tid):
+            raise ApiError(Code.TENANT_SUSPENDED, "tenant is suspended")
+        self._check_properties(claims, path_params)
+        if tier.tier_down and access in ("mutation", "sse"):
+            raise ApiError(Code.CACHE_UNAVAILABLE, "session store unavailable; retry shortly")
+        app_version = await self._check_app_version()
+        self._check_rate(tier)
+        principal = Principal(
+            tenant=claims.tid,
+            operator_id=claims.sub,
+            device_id=claims.did,
+            session_id=claims.sid,
+            role=claims.role,
+            property_ids=tuple(claims.pids),
+            jkt=proof.jkt,
+            app_version=app_version,
+        )
+        if not tier.session_known and not tier.tier_down and self.open_session is not None:
+            await self.open_session(principal)
+        return principal
+
+    # --- the steps ---------------------------------------------------------------------------
+
+    def _access_token(self) -> str:
+        values = request.headers.getlist("Authorization")
+        if not values or not values[0].strip():
+            raise _reject(Code.SESSION_REQUIRED, "Authorization: DPoP <token> is required")
+        if len(values) > 1:
+            raise _reject(
+                Code.DPOP_INVALID, "more than one Authorization header", "invalid_request"
+            )
+        scheme, _, token = values[0].strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "dpop" or not token or " " in token:
+            raise _reject(
+                Code.DPOP_INVALID, "Authorization must use the DPoP scheme", "invalid_request"
+            )
+        return token
+
+    def _one_proof(self) -> str:
+        values = request.headers.getlist("DPoP")
+        if len(values) != 1:
+            raise _reject(
+                Code.DPOP_INVALID, "exactly one DPoP proof header is required", "invalid_dpop_proof"
+            )
+        return values[0].strip()
+
+    def _request_url(self) -> str:
+        """The externally visible URL of this request, without the query (``htu``)."""
+        scope = cast(dict[str, Any], request.scope)
+        raw = scope.get("raw_path") or request.path.encode()
+        path = raw.decode("latin-1").split("?", 1)[0]
+        base = self.settings.public_url.rstrip("/")
+        if not base:
+            base = f"{request.scheme}://{request.host}"
+        return base + path
+
+    async def _verify_token(self, token: str) -> AccessTokenClaims:
+        try:
+            return await self.tokens.verify(token, now=time.time())
+        except TokenRejected as exc:
+            raise _reject(Code.SESSION_EXPIRED, f"access token: {exc}", "invalid_token") from None
+        except KeySetUnavailable:
+            raise ApiError(
+                Code.UPSTREAM_UNAVAILABLE, "iam keys unavailable; cannot verify tokens"
+            ) from None
+
+    async def _tier_checks(self, claims: AccessTokenClaims, jti: str, jkt: str) -> TierChecks:
+        tenant, sid = claims.tid, claims.sid
+        digest = hashlib.sha256(f"{jkt}\n{jti}".encode()).hexdigest()
+        replay_key = self.sessions.tier.key(tenant, "dpop", digest)
+        replay_ttl = int(self.proof_max_age_s + self.proof_max_future_s) + 1
+        window = int(time.time() // 60)
+        rate_key = self.sessions.tier.key(tenant, "rate", claims.did, str(window))
+
+        async def run(r: Client) -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            pipe.set(replay_key, b"1", nx=True, ex=replay_ttl)
+            pipe.exists(self.sessions.revoked_key(tenant, sid))
+            pipe.exists(self.sessions.session_key(tenant, sid))
+            pipe.incr(rate_key)
+            pipe.expire(rate_key, 61)
+            result: list[Any] = await pipe.execute()
+            return result
+
+        try:
+            stored, revoked, known, count, _ = await self.sessions.tier.run(run)
+        except TierUnavailable as exc:
+            self.metrics.auth_degraded.labels("session_tier").inc()
+            log.warning(
+                "session tier down: local replay/revocation checks", extra={"error": str(exc)}
+            )
+            fresh = self.local_replay.add_once(f"{tenant}:{digest}", replay_ttl)
+            return TierChecks(not fresh, sid in self.local_revoked, False, 0, True)
+        return TierChecks(
+            replayed=not stored,
+            revoked=bool(revoked) or sid in self.local_revoked,
+            session_known=bool(known),
+            request_count=int(count),
+            tier_down=False,
+        )
+
+    def _check_devices(self, claims: AccessTokenClaims, path_params: Mapping[str, Any]) -> None:
+        for device_id in _named_values("deviceId", path_params):
+            if device_id != claims.did:
+                raise ApiError(Code.DEVICE_MISMATCH, "deviceId is not this session's device")
+
+    def _check_properties(self, claims: AccessTokenClaims, path_params: Mapping[str, Any]) -> None:
+        for property_id in _named_values("propertyId", path_params):
+            if property_id not in claims.pids:
+                raise ApiError(
+                    Code.PROPERTY_OUT_OF_SCOPE, "propertyId is not in this session's scope"
+                )
+
+    async def _check_app_version(self) -> str | None:
+        version = request.headers.get("X-App-Version")
+        if version is None:
+            return None
+        try:
+            blocked = await self.floor.blocks(version.strip())
+        except BadVersion:
+            raise ApiError(
+                Code.VALIDATION_FAILED, "X-App-Version: must be a semantic version"
+            ) from None
+        if blocked:
+            raise ApiError(Code.SYNC_VERSION_BLOCKED, "this app version is no longer supported")
+        return version.strip()
+
+    def _check_rate(self, tier: TierChecks) -> None:
+        limit = self.settings.rate_limit_per_minute
+        if tier.request_count > limit:
+            retry_after = 60 - int(time.time()) % 60
+            raise ApiError(
+                Code.RATE_LIMITED,
+                f"more than {limit} requests per minute from this device",
+                headers={"Retry-After": str(max(retry_after, 1))},
+            )
+
+
+def _named_values(name: str, path_params: Mapping[str, Any]) -> list[str]:
+    """Every value of ``name`` in the path, the query and a JSON object body (decoded leniently
+    here: the handler validates the body strictly afterwards)."""
+    found = [str(path_params[name])] if name in path_params else []
+    found += request.args.getlist(name)
+    body = _body_fields()
+    if isinstance(body.get(name), str):
+        found.append(body[name])
+    return found
+
+
+def _body_fields() -> dict[str, Any]:
+    cached = getattr(request, "_bff_body_fields", None)
+    if cached is not None:
+        return cast(dict[str, Any], cached)
+    fields: dict[str, Any] = {}
+    raw = _cached_body()
+    if raw:
+        try:
+            decoded = msgspec.json.decode(raw)
+            if isinstance(decoded, dict):
+                fields = decoded
+        except msgspec.DecodeError:
+            pass
+    request._bff_body_fields = fields  # type: ignore[attr-defined]
+    return fields
+
+
+def _cached_body() -> bytes:
+    body = getattr(request, "_bff_raw_body", None)
+    return body if isinstance(body, bytes) else b""
+
+
+async def load_body() -> None:
+    """Read the request body once before the chain runs (bodies are bounded by the app)."""
+    if request.method in ("POST", "PUT", "PATCH", "DELETE"):
+        raw = await request.get_data(as_text=False)
+        request._bff_raw_body = raw  # type: ignore[attr-defined]

@@ -1,0 +1,30 @@
+"""Who is calling: what the auth chain established about a request (edge/auth/guard.py)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from edge.errors import ApiError, Code
+
+Role = Literal["front_desk", "housekeeping", "maintenance", "fnb_manager", "gm"]
+Access = Literal["none", "read", "mutation", "sse"]
+
+
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
+    """An authenticated operator on an enrolled device, inside one tenant."""
+
+    tenant: str
+    operator_id: str
+    device_id: str
+    session_id: str
+    role: Role
+    property_ids: tuple[str, ...]
+    jkt: str  # thumbprint of the device's DPoP key
+    app_version: str | None = None
+
+    def require_property(self, property_id: str) -> None:
+        """PROPERTY_OUT_OF_SCOPE unless the token's ``pids`` include ``property_id``."""
+        if property_id not in self.property_ids:
+            raise ApiError(Code.PROPERTY_OUT_OF_SCOPE, "propertyId is not in this session's scope")

@@ -1,0 +1,93 @@
+"""``BackofficeSession`` in the Redis session tier, and the revocation markers every instance reads.
+
+Keys (all under ``<prefix>:<tenant>:``):
+
+* ``session:<sid>`` — the session blob (JSON), TTL 12 h; written by the DeviceActor on the
+  device's first authenticated call.
+* ``revoked:<sid>`` — present once the session was revoked or signed out; every instance rejects
+  the session's tokens with SESSION_EXPIRED while it exists (TTL 12 h ≥ any token's lifetime).
+* ``device:<did>:session`` — the device's current session id.
+* ``operator:<op>:devices`` — the devices an operator has sessions on (for ``user.disabled``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from edge.redis_tier import Client, RedisTier
+
+SESSION_TTL_S = 12 * 3600
+
+
+class BackofficeSession(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    session_id: str
+    tenant: str
+    operator_id: str
+    device_id: str
+    role: str
+    property_ids: tuple[str, ...]
+    jkt: str
+    opened_at: datetime
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(BackofficeSession)
+
+
+class SessionStore:
+    def __init__(self, tier: RedisTier) -> None:
+        self.tier = tier
+
+    def session_key(self, tenant: str, sid: str) -> str:
+        return self.tier.key(tenant, "session", sid)
+
+    def revoked_key(self, tenant: str, sid: str) -> str:
+        return self.tier.key(tenant, "revoked", sid)
+
+    def device_key(self, tenant: str, did: str) -> str:
+        return self.tier.key(tenant, "device", did, "session")
+
+    def operator_key(self, tenant: str, operator_id: str) -> str:
+        return self.tier.key(tenant, "operator", operator_id, "devices")
+
+    async def open(self, session: BackofficeSession) -> None:
+        t = session.tenant
+        blob = _encoder.encode(session)
+
+        async def write(r: Client) -> None:
+            pipe = r.pipeline(transaction=True)
+            pipe.set(self.session_key(t, session.session_id), blob, ex=SESSION_TTL_S)
+            pipe.set(self.device_key(t, session.device_id), session.session_id, ex=SESSION_TTL_S)
+            pipe.sadd(self.operator_key(t, session.operator_id), session.device_id)
+            pipe.expire(self.operator_key(t, session.operator_id), SESSION_TTL_S)
+            await pipe.execute()
+
+        await self.tier.run(write)
+
+    async def get(self, tenant: str, sid: str) -> BackofficeSession | None:
+        raw = await self.tier.run(lambda r: r.get(self.session_key(tenant, sid)))
+        return None if raw is None else _decoder.decode(raw)
+
+    async def close(self, tenant: str, sid: str, device_id: str) -> None:
+        """Mark ``sid`` revoked (all instances reject it from now on) and drop its blob."""
+
+        async def write(r: Client) -> None:
+            pipe = r.pipeline(transaction=True)
+            pipe.set(self.revoked_key(tenant, sid), b"1", ex=SESSION_TTL_S)
+            pipe.delete(self.session_key(tenant, sid))
+            await pipe.execute()
+            current = await r.get(self.device_key(tenant, device_id))
+            if current is not None and _text(current) == sid:
+                await r.delete(self.device_key(tenant, device_id))
+
+        await self.tier.run(write)
+
+    async def devices_of(self, tenant: str, operator_id: str) -> list[str]:
+        members = await self.tier.run(lambda r: r.smembers(self.operator_key(tenant, operator_id)))
+        return sorted(_text(m) for m in members)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

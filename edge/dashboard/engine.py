@@ -1,0 +1,352 @@
+"""The dashboard engine: cache look-ups, single-flight through the PropertyActor, and the
+composition tasks themselves, which run in the engine's own nursery.
+
+A request never composes in its own task. It reads the cache; on a miss it asks the property's
+actor for the flight of that cache name; the actor returns the running flight, or starts one
+here (``start_dashboard`` / ``start_view``). So a client that disconnects cancels only its own
+following, never the composition others wait on, and the actor's turn lasts microseconds.
+
+Across instances, a flight first claims a short Redis lock for its cache name (one round trip
+that also returns any entry already there and the family's generation). Whoever gets the lock
+composes; the others poll for the entry it stores, and compose themselves only if the lock
+disappears without an entry. With the cache tier down every flight just composes (F-17).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import trio
+
+from actors.errors import ActorError
+from actors.kinds import property_
+from actors.property import ComposeDashboard, ComposeView
+from edge.dashboard.cache import CacheRef, Claim, Snapshot, SnapshotCache, make_snapshot
+from edge.dashboard.catalogue import Plan, plan_for
+from edge.dashboard.composer import WidgetResult, compose
+from edge.dashboard.flight import Flight
+from edge.dashboard.hints import HintBroadcaster
+from edge.dashboard.invalidation import Affected, dashboard_name
+from edge.dashboard.telemetry import TelemetryWriter
+from edge.dashboard.workbench import BOARDS, ViewSpec, build_view
+from edge.errors import ApiError
+from edge.metrics import Metrics
+from edge.redis_tier import RedisTier
+from edge.settings import Settings
+from edge.upstream.apis import Upstreams
+from edge.upstream.errors import UpstreamFailure
+from schemas.dashboard import DashboardHint, Role
+
+if TYPE_CHECKING:
+    from actors.system import ActorSystem
+
+log = logging.getLogger("bff.dashboard")
+_encoder = msgspec.json.Encoder()
+PEER_POLL_S = 0.02
+
+
+class _Head(msgspec.Struct):
+    id: str
+    status: str
+
+
+_head = msgspec.json.Decoder(_Head)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Deadlines and lifetimes (``edge/settings.py``: ``BFF_DASHBOARD_*``, ``BFF_WORKBENCH_*``)."""
+
+    dashboard_deadline_s: float = 0.55
+    dashboard_ttl_s: float = 30.0
+    partial_ttl_s: float = 5.0
+    workbench_deadline_s: float = 0.9
+    workbench_ttl_s: float = 15.0
+    stale_max_s: float = 600.0
+    cache_timeout_s: float = 0.25
+    ask_timeout_s: float = 1.0
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Timing:
+        return cls(
+            dashboard_deadline_s=s.dashboard_deadline_s,
+            dashboard_ttl_s=s.dashboard_ttl_s,
+            partial_ttl_s=s.dashboard_partial_ttl_s,
+            workbench_deadline_s=s.workbench_deadline_s,
+            workbench_ttl_s=s.workbench_ttl_s,
+            stale_max_s=s.workbench_stale_max_s,
+            cache_timeout_s=s.dashboard_cache_timeout_s,
+            ask_timeout_s=s.actor_ask_timeout_s,
+        )
+
+
+class DashboardEngine:
+    def __init__(
+        self, upstreams: Upstreams, tier: RedisTier, metrics: Metrics, timing: Timing
+    ) -> None:
+        self.upstreams = upstreams
+        self.timing = timing
+        self.cache = SnapshotCache(tier, metrics, timeout=timing.cache_timeout_s)
+        self.hints = HintBroadcaster(metrics)
+        self.telemetry = TelemetryWriter(metrics)
+        self._metrics = metrics
+        self._nursery: trio.Nursery | None = None
+
+    @property
+    def track_timeout_s(self) -> float:
+        """Deadline of the PropertyActor's cache-index write (it must not hold the actor)."""
+        return self.timing.cache_timeout_s
+
+    @property
+    def lock_s(self) -> float:
+        """How long a composer holds the lock at most: its deadline plus slack."""
+        return max(self.timing.dashboard_deadline_s, self.timing.workbench_deadline_s) + 0.5
+
+    async def run(
+        self, ledger: Any = None, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Host flights and the telemetry writer until cancelled (start with ``nursery.start``)."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self.telemetry.run, ledger)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+
+    # --- what routes call --------------------------------------------------------------------
+
+    def dashboard_ref(self, tenant: str, property_id: str, role: Role) -> CacheRef:
+        name = dashboard_name(role)
+        return CacheRef(tenant, property_id, name, name, plan_for(role).fingerprint)
+
+    def view_ref(self, tenant: str, property_id: str, spec: ViewSpec) -> CacheRef:
+        return CacheRef(tenant, property_id, spec.name, spec.family)
+
+    async def dashboard(
+        self, tenant: str, property_id: str, role: Role, actors: ActorSystem | None
+    ) -> Flight[WidgetResult]:
+        """The cached dashboard as a finished flight, or the (shared) composition of it."""
+        ref = self.dashboard_ref(tenant, property_id, role)
+        snap = await self.cache.get(ref)
+        if snap is not None:
+            return Flight.done(ref.name, _widgets(snap), partial=snap.partial, origin="cache")
+        flight: Flight[WidgetResult] | None = await self._join(
+            actors, tenant, property_id, ComposeDashboard(role=role)
+        )
+        if flight is None:
+            flight = self.start_dashboard(tenant, property_id, role)
+        return flight
+
+    async def view(
+        self, tenant: str, property_id: str, spec: ViewSpec, actors: ActorSystem | None
+    ) -> Flight[bytes]:
+        ref = self.view_ref(tenant, property_id, spec)
+        snap = await self.cache.get(ref)
+        if snap is not None:
+            return Flight.done(ref.name, [bytes(snap.items[0])], partial=snap.partial, origin="cache")
+        flight: Flight[bytes] | None = await self._join(
+            actors, tenant, property_id, ComposeView(view=spec.view, day=spec.day)
+        )
+        if flight is None:
+            flight = self.start_view(tenant, property_id, spec)
+        return flight
+
+    async def _join(
+        self, actors: ActorSystem | None, tenant: str, property_id: str, message: Any
+    ) -> Any:
+        """The PropertyActor's flight for ``message``; ``None`` when the actor cannot answer
+        (then the caller composes on its own: degraded coalescing, never an error)."""
+        if actors is None:
+            return None
+        try:
+            return await actors.ask(
+                property_(tenant, property_id), message, timeout=self.timing.ask_timeout_s
+            )
+        except (ActorError, RuntimeError) as exc:
+            log.warning(
+                "property actor unavailable; composing without single-flight",
+                extra={"tenant": tenant, "property": property_id, "error": str(exc)[:200]},
+            )
+            return None
+
+    # --- what the PropertyActor calls --------------------------------------------------------
+
+    def start_dashboard(self, tenant: str, property_id: str, role: Role) -> Flight[WidgetResult]:
+        ref = self.dashboard_ref(tenant, property_id, role)
+        flight: Flight[WidgetResult] = Flight(ref.name)
+        self._spawn(self._run_dashboard, flight, ref, plan_for(role))
+        return flight
+
+    def start_view(self, tenant: str, property_id: str, spec: ViewSpec) -> Flight[bytes]:
+        ref = self.view_ref(tenant, property_id, spec)
+        flight: Flight[bytes] = Flight(ref.name)
+        self._spawn(self._run_view, flight, ref, spec)
+        return flight
+
+    async def invalidated(
+        self, tenant: str, property_id: str, affected: Affected, subject: str, event_id: str
+    ) -> DashboardHint:
+        """A domain event made ``affected`` stale: bump their generations, hint the desktops."""
+        await self.cache.bump(tenant, property_id, affected.families)
+        hint = DashboardHint(
+            property_id=property_id,
+            widgets=affected.widgets,
+            views=affected.views,
+            subject=subject,
+            event_id=event_id,
+            at=_utc_now(),
+        )
+        self.hints.publish(tenant, hint)
+        return hint
+
+    def _spawn(self, run: Any, flight: Flight[Any], *args: Any) -> None:
+        if self._nursery is None:
+            raise RuntimeError("the dashboard engine is not running")
+        self._metrics.dashboard_flights.labels(_kind(flight.name), "started").inc()
+        self._nursery.start_soon(run, flight, *args, name=f"flight {flight.name}")
+
+    # --- flights -----------------------------------------------------------------------------
+
+    async def _run_dashboard(self, flight: Flight[WidgetResult], ref: CacheRef, plan: Plan) -> None:
+        token = uuid.uuid4().hex
+        claim = Claim(None, None, None)
+        try:
+            claim, snap = await self._claim_or_wait(ref, token)
+            if snap is not None:
+                for item in _widgets(snap):
+                    flight.add(item)
+                flight.origin = "cache" if claim.snapshot is not None else "peer"
+                flight.finish(partial=snap.partial)
+                return
+            started = trio.current_time()
+            partial = await compose(
+                plan,
+                self.upstreams,
+                ref.tenant,
+                ref.property_id,
+                flight.add,
+                deadline_s=self.timing.dashboard_deadline_s,
+                metrics=self._metrics,
+            )
+            flight.finish(partial=partial)
+            self._observe("dashboard", partial, trio.current_time() - started)
+            if claim.gen is not None and not flight.superseded:
+                ttl = self.timing.partial_ttl_s if partial else self.timing.dashboard_ttl_s
+                items = [result.line for result in flight.items]
+                await self.cache.store(ref, make_snapshot(ref, claim.gen, partial, items), ttl)
+        except Exception as exc:
+            log.exception("dashboard flight failed", extra={"name": ref.name})
+            flight.finish(partial=True, error=exc)
+        finally:
+            flight.finish(partial=True)  # no-op unless cancelled before finishing
+            if claim.locked:
+                with trio.move_on_after(self.timing.cache_timeout_s) as scope:
+                    scope.shield = True
+                    await self.cache.release(ref, token)
+
+    async def _run_view(self, flight: Flight[bytes], ref: CacheRef, spec: ViewSpec) -> None:
+        token = uuid.uuid4().hex
+        claim = Claim(None, None, None)
+        try:
+            claim, snap = await self._claim_or_wait(ref, token)
+            if snap is not None:
+                flight.add(bytes(snap.items[0]))
+                flight.origin = "cache" if claim.snapshot is not None else "peer"
+                flight.finish(partial=snap.partial)
+                return
+            started = trio.current_time()
+            try:
+                body = await self._build(ref, spec)
+            except UpstreamFailure as exc:
+                await self._serve_stale(flight, ref, spec, claim, exc)
+                return
+            flight.add(body)
+            flight.finish(partial=False)
+            self._observe("view", False, trio.current_time() - started)
+            if claim.gen is not None and not flight.superseded:
+                last = self.timing.stale_max_s if spec.view in BOARDS else None
+                snap = make_snapshot(ref, claim.gen, False, [body])
+                await self.cache.store(ref, snap, self.timing.workbench_ttl_s, last_s=last)
+        except ApiError as exc:  # the upstream refused (4xx): the view fails as a whole
+            flight.finish(partial=True, error=exc)
+        except Exception as exc:
+            log.exception("workbench flight failed", extra={"name": ref.name})
+            flight.finish(partial=True, error=exc)
+        finally:
+            flight.finish(partial=True)
+            if claim.locked:
+                with trio.move_on_after(self.timing.cache_timeout_s) as scope:
+                    scope.shield = True
+                    await self.cache.release(ref, token)
+
+    async def _build(self, ref: CacheRef, spec: ViewSpec) -> bytes:
+        with trio.move_on_after(self.timing.workbench_deadline_s):
+            view = await build_view(spec, self.upstreams, ref.tenant, ref.property_id)
+            return _encoder.encode(view)
+        raise UpstreamFailure(
+            spec.upstream, spec.view, "timeout", "no answer within the view's deadline", mutation=False
+        )
+
+    async def _serve_stale(
+        self, flight: Flight[bytes], ref: CacheRef, spec: ViewSpec, claim: Claim, exc: UpstreamFailure
+    ) -> None:
+        """F-7/F-8: a board whose upstream is down is served from its last good copy, marked
+        ``stale``, when that copy is recent enough; anything else fails with the upstream error."""
+        last = await self.cache.last_good(ref) if spec.view in BOARDS else None
+        if last is None or time.time() - last.generated_at > self.timing.stale_max_s:
+            self._metrics.dashboard_compositions.labels("view", "failed").inc()
+            flight.finish(partial=True, error=exc)
+            return
+        old = msgspec.json.decode(bytes(last.items[0]), type=spec.model)
+        body = _encoder.encode(msgspec.structs.replace(old, stale=True, generated_at=_utc_now()))
+        flight.add(body)
+        flight.finish(partial=True)
+        self._metrics.dashboard_compositions.labels("view", "stale").inc()
+        if claim.gen is not None and not flight.superseded:
+            snap = make_snapshot(ref, claim.gen, True, [body], generated_at=last.generated_at)
+            await self.cache.store(ref, snap, self.timing.partial_ttl_s)
+
+    async def _claim_or_wait(self, ref: CacheRef, token: str) -> tuple[Claim, Snapshot | None]:
+        """Take the composer lock, or find the entry already there, or wait for the peer that
+        holds the lock to store it (``None``: compose ourselves)."""
+        claim = await self.cache.claim(ref, token, self.lock_s)
+        if claim.snapshot is not None or claim.locked is not False:
+            return claim, claim.snapshot
+        self._metrics.dashboard_flights.labels(_kind(ref.name), "peer").inc()
+        with trio.move_on_after(self.lock_s):
+            while True:
+                await trio.sleep(PEER_POLL_S)  # polling a peer's progress, not synchronising tests
+                snap, held = await self.cache.peer_state(ref)
+                if snap is not None or not held:
+                    return claim, snap
+        return claim, None
+
+    def _observe(self, kind: str, partial: bool, seconds: float) -> None:
+        outcome = "partial" if partial else "complete"
+        self._metrics.dashboard_compositions.labels(kind, outcome).inc()
+        self._metrics.dashboard_composition_seconds.labels(kind).observe(seconds)
+
+
+def _widgets(snap: Snapshot) -> list[WidgetResult]:
+    results = []
+    for item in snap.items:
+        line = bytes(item)
+        head = _head.decode(line)
+        results.append(WidgetResult(head.id, head.status == "ok", line))
+    return results
+
+
+def _kind(name: str) -> str:
+    return "dashboard" if name.startswith("dashboard:") else "view"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)

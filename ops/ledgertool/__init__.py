@@ -1,0 +1,1 @@
+"""``./ops/ledger``: print a tenant's audit trail (``replay``) and check the ledger (``verify``)."""

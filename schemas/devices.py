@@ -1,0 +1,44 @@
+"""Wire schemas of the device routes: token refresh, sign-out, heartbeat."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+Version = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^\d+\.\d+\.\d+")]
+
+
+class RefreshRequest(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """The ``DPoP`` header must hold a proof for iam's refresh URL (``{iam}/v1/sessions/refresh``),
+    made with the device key: the BFF forwards it as it is (RFC 9449 §5)."""
+
+    refresh_token: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+
+
+class TokenPair(msgspec.Struct, kw_only=True, rename="camel"):
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    session_id: str
+
+
+class SignedOut(msgspec.Struct, kw_only=True, rename="camel"):
+    session_id: str
+    signed_out: bool
+    iam_revoked: bool  # false when iam could not be told; the BFF rejects the session anyway
+
+
+class HeartbeatRequest(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    app_version: Version
+    sync_cursor: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    queued_actions: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] | None = None
+    online_since: datetime | None = None
+
+
+class HeartbeatResponse(msgspec.Struct, kw_only=True, rename="camel"):
+    device_id: str
+    heartbeat_count: int
+    duplicate: bool
+    server_time: datetime

@@ -1,0 +1,26 @@
+"""Shapes every upstream shares: the error envelope and the base Struct options."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Wire(msgspec.Struct, rename="camel", kw_only=True):
+    """Base of every upstream payload: camelCase on the wire, keyword-only construction."""
+
+
+class UpstreamErrorBody(Wire):
+    code: str
+    message: str
+
+
+class UpstreamErrorEnvelope(Wire):
+    """Body of every non-2xx upstream answer."""
+
+    error: UpstreamErrorBody
+
+
+class Page(Wire):
+    """Counts that come with a list (the lists are small enough to be returned whole)."""
+
+    total: int

@@ -1,0 +1,67 @@
+"""A desktop-like client that uses only the contract: enrol and sign in at the simulator's iam,
+then call the BFF with ``Authorization: DPoP`` and a fresh proof per request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from ops.sim.desktop import DemoDevice
+
+APP_VERSION = "1.4.0"
+
+
+class Desktop:
+    def __init__(
+        self,
+        bff_url: str,
+        sim_url: str,
+        username: str = "fd.demo",
+        tenant: str = "tnt-demo",
+        *,
+        device: DemoDevice | None = None,
+    ) -> None:
+        self.bff_url = bff_url.rstrip("/")
+        self.device = device or DemoDevice(sim_url, tenant)
+        if not self.device.device_id:
+            self.device.enroll()
+        self.device.sign_in(username)
+        self.http = httpx.Client(base_url=self.bff_url, timeout=15.0)
+
+    @property
+    def device_id(self) -> str:
+        return self.device.device_id
+
+    @property
+    def session_id(self) -> str:
+        assert self.device.tokens is not None
+        return self.device.tokens.session_id
+
+    def headers(self, method: str, path: str, **extra: str) -> dict[str, str]:
+        """Auth headers for ``method path`` (path without the query string)."""
+        headers = self.device.auth_headers(method, self.bff_url + path)
+        headers["X-App-Version"] = APP_VERSION
+        headers.update(extra)
+        return headers
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        return self.http.request(
+            method, path, headers=self.headers(method, path, **(headers or {})), **kwargs
+        )
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", path, **kwargs)
+
+    def close(self) -> None:
+        self.http.close()
