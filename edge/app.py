@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 from edge.asgi import REQUEST_ID_KEY, ROUTE_KEY, ASGIApp, RequestContext, ShieldFinalSend
 from edge.errors import ApiError, Code, code_for_status, envelope_bytes
 from edge.openapi import build_openapi
-from edge.routes import devices, health, testing
+from edge.routes import dashboard, devices, health, testing, workbench
 from edge.routing import Api
 from edge.services import Services
 
@@ -24,6 +24,7 @@ JSON = "application/json; charset=utf-8"
 
 def route_tables(services: Services) -> list[Api]:
     tables = [health.api, devices.api]
+    tables += [dashboard.api, workbench.api]
     if services.settings.enable_test_routes and services.settings.mode != "production":
         tables.append(testing.api)
     return tables

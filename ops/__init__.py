@@ -1,1 +1,1 @@
-"""Operations tooling: the local stack, the upstream simulator, ledger and chaos tools, benchmarks."""
+"""Operations tooling: local stack, upstream simulator, ledger and chaos tools, benchmarks."""

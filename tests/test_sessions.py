@@ -3,6 +3,7 @@ force-logout through the bus, MFA step-up, heartbeat."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -16,6 +17,10 @@ from tests.support.sim import SimHandle
 
 WHOAMI = "/bff/backoffice/v1/_test/whoami"
 SENSITIVE = "/bff/backoffice/v1/_test/sensitive"
+
+
+def _rejected(desk: Desktop) -> Callable[[], bool]:
+    return lambda: desk.get(WHOAMI).status_code == 401
 
 
 def _code(response: httpx.Response) -> str:
@@ -128,7 +133,7 @@ def test_force_logout_through_the_bus_reaches_both_instances(
     assert desk.get(WHOAMI).status_code == 200 and other.get(WHOAMI).status_code == 200
     bus_sim.post(f"/_sim/iam/sessions/{desk.session_id}/revoke", json={"reason": "security"})
     for client in (desk, other):
-        wait_until(lambda c=client: c.get(WHOAMI).status_code == 401, 10, "force-logout")
+        wait_until(_rejected(client), 10, "force-logout")
     closed = [
         p
         for s, p in _ledger_subjects(database_url, f"device:{desk.device_id}")
@@ -148,7 +153,7 @@ def test_disabled_operator_loses_every_session(
     assert bystander.get(WHOAMI).status_code == 200
     bus_sim.post("/_sim/iam/operators/hk.demo/disable")
     for desk in desks:
-        wait_until(lambda d=desk: d.get(WHOAMI).status_code == 401, 10, "user.disabled logout")
+        wait_until(_rejected(desk), 10, "user.disabled logout")
     assert bystander.get(WHOAMI).status_code == 200
 
 

@@ -16,6 +16,7 @@ T, P = "tnt-demo", "prop-demo-1"
 def _production(sim: SimHandle) -> dict[str, str]:
     return {
         "BFF_MODE": "production",
+        "BFF_PUBLIC_URL": "https://backoffice.example.test",
         "BFF_METADATA_URL": f"{sim.url}/metadata",
         "BFF_UPSTREAM_TENANT_URL": f"{sim.url}/tenant",
         "BFF_UPSTREAM_PRICING_URL": f"{sim.url}/pricing",

@@ -1,4 +1,4 @@
-"""Dashboard composition and workbench views (SERVICE_OVERVIEW §3–§4, API contract §5).
+"""Dashboard composition and workbench views (SERVICE_OVERVIEW §3 to §4, API contract §5).
 
 - ``catalogue``/``widgets``: which widgets exist, their upstream calls, deadlines and roles.
 - ``composer``: one composition = every upstream call once, in one nursery, under a hard deadline.

@@ -177,13 +177,13 @@ class SnapshotCache:
         try:
             snap = _decoder.decode(raw)
         except msgspec.DecodeError:
-            log.warning("undecodable cache entry ignored", extra={"name": ref.name})
+            log.warning("undecodable cache entry ignored", extra={"cacheName": ref.name})
             return None
         if (snap.tenant, snap.property_id, snap.name) != (ref.tenant, ref.property_id, ref.name):
             # Only reachable if something wrote a foreign entry under this tenant's key.
             log.error(
                 "cache entry identity mismatch; ignored",
-                extra={"tenant": ref.tenant, "property": ref.property_id, "name": ref.name},
+                extra={"tenant": ref.tenant, "property": ref.property_id, "cacheName": ref.name},
             )
             self._metrics.dashboard_cache.labels(_kind(ref), "foreign").inc()
             return None
@@ -222,7 +222,9 @@ class SnapshotCache:
         try:
             await self.tier.run(lambda r: r.eval(_RELEASE, 1, lock, token), self.timeout)
         except TierUnavailable as exc:
-            log.info("lock not released (it expires)", extra={"name": ref.name, "error": str(exc)})
+            log.info(
+                "lock not released (it expires)", extra={"cacheName": ref.name, "error": str(exc)}
+            )
 
     async def bump(self, tenant: str, property_id: str, families: list[str]) -> bool:
         """Invalidate every entry of ``families`` (present and in-flight compositions)."""

@@ -55,12 +55,18 @@ class Widget:
 
 PROPERTY = Source("property.property", "property", lambda u, t, p: u.property.property(t, p))
 ROOMS = Source("property.rooms", "property", lambda u, t, p: u.property.rooms(t, p))
-ARRIVALS = Source("reservation.arrivals", "reservation", lambda u, t, p: u.reservation.arrivals(t, p))
+ARRIVALS = Source(
+    "reservation.arrivals", "reservation", lambda u, t, p: u.reservation.arrivals(t, p)
+)
 DEPARTURES = Source(
     "reservation.departures", "reservation", lambda u, t, p: u.reservation.departures(t, p)
 )
-IN_HOUSE = Source("reservation.inHouse", "reservation", lambda u, t, p: u.reservation.in_house(t, p))
-NO_SHOWS = Source("reservation.noShows", "reservation", lambda u, t, p: u.reservation.no_shows(t, p))
+IN_HOUSE = Source(
+    "reservation.inHouse", "reservation", lambda u, t, p: u.reservation.in_house(t, p)
+)
+NO_SHOWS = Source(
+    "reservation.noShows", "reservation", lambda u, t, p: u.reservation.no_shows(t, p)
+)
 AVAILABILITY = Source(
     "inventory.availability", "inventory", lambda u, t, p: u.inventory.availability(t, p)
 )
@@ -159,6 +165,7 @@ class Plan:
     widgets: tuple[Widget, ...]
     sources: tuple[Source, ...]
     fingerprint: str  # changes when the role's widget set changes (stale cache entries miss)
+    ids: frozenset[str]
 
     @property
     def widget_ids(self) -> list[str]:
@@ -173,7 +180,7 @@ def _plan(role: Role) -> Plan:
             sources.setdefault(id(source), source)
     ids = ",".join(widget.id for widget in chosen)
     fingerprint = hashlib.sha256(ids.encode()).hexdigest()[:12]
-    return Plan(role, chosen, tuple(sources.values()), fingerprint)
+    return Plan(role, chosen, tuple(sources.values()), fingerprint, frozenset(ids.split(",")))
 
 
 PLANS: dict[Role, Plan] = {role: _plan(role) for role in ROLES}

@@ -78,14 +78,18 @@ async def compose(
         emitted.add(widget.id)
         partial = partial or not result.ok
         if metrics is not None:
-            metrics.dashboard_widgets.labels(widget.upstream, "ok" if result.ok else "unavailable").inc()
+            metrics.dashboard_widgets.labels(
+                widget.upstream, "ok" if result.ok else "unavailable"
+            ).inc()
         emit(result)
 
     with trio.move_on_at(hard):
         async with trio.open_nursery() as nursery:
             for source in plan.sources:
                 limit = min(hard, started + _call_deadline(plan, source))
-                nursery.start_soon(_run_call, source, calls[id(source)], upstreams, tenant, property_id, limit)
+                nursery.start_soon(
+                    _run_call, source, calls[id(source)], upstreams, tenant, property_id, limit
+                )
             for widget in plan.widgets:
                 limit = min(hard, started + widget.deadline_s)
                 nursery.start_soon(_run_widget, widget, plan, calls, limit, record)

@@ -137,7 +137,13 @@ class DashboardEngine:
         ref = self.dashboard_ref(tenant, property_id, role)
         snap = await self.cache.get(ref)
         if snap is not None:
-            return Flight.done(ref.name, _widgets(snap), partial=snap.partial, origin="cache")
+            return Flight.done(
+                ref.name,
+                _widgets(snap),
+                partial=snap.partial,
+                origin="cache",
+                generated_at=snap.generated_at,
+            )
         flight: Flight[WidgetResult] | None = await self._join(
             actors, tenant, property_id, ComposeDashboard(role=role)
         )
@@ -151,7 +157,13 @@ class DashboardEngine:
         ref = self.view_ref(tenant, property_id, spec)
         snap = await self.cache.get(ref)
         if snap is not None:
-            return Flight.done(ref.name, [bytes(snap.items[0])], partial=snap.partial, origin="cache")
+            return Flight.done(
+                ref.name,
+                [bytes(snap.items[0])],
+                partial=snap.partial,
+                origin="cache",
+                generated_at=snap.generated_at,
+            )
         flight: Flight[bytes] | None = await self._join(
             actors, tenant, property_id, ComposeView(view=spec.view, day=spec.day)
         )
@@ -224,7 +236,7 @@ class DashboardEngine:
                 for item in _widgets(snap):
                     flight.add(item)
                 flight.origin = "cache" if claim.snapshot is not None else "peer"
-                flight.finish(partial=snap.partial)
+                flight.finish(partial=snap.partial, generated_at=snap.generated_at)
                 return
             started = trio.current_time()
             partial = await compose(
@@ -241,9 +253,10 @@ class DashboardEngine:
             if claim.gen is not None and not flight.superseded:
                 ttl = self.timing.partial_ttl_s if partial else self.timing.dashboard_ttl_s
                 items = [result.line for result in flight.items]
-                await self.cache.store(ref, make_snapshot(ref, claim.gen, partial, items), ttl)
+                snap = make_snapshot(ref, claim.gen, partial, items, flight.generated_at)
+                await self.cache.store(ref, snap, ttl)
         except Exception as exc:
-            log.exception("dashboard flight failed", extra={"name": ref.name})
+            log.exception("dashboard flight failed", extra={"cacheName": ref.name})
             flight.finish(partial=True, error=exc)
         finally:
             flight.finish(partial=True)  # no-op unless cancelled before finishing
@@ -260,7 +273,7 @@ class DashboardEngine:
             if snap is not None:
                 flight.add(bytes(snap.items[0]))
                 flight.origin = "cache" if claim.snapshot is not None else "peer"
-                flight.finish(partial=snap.partial)
+                flight.finish(partial=snap.partial, generated_at=snap.generated_at)
                 return
             started = trio.current_time()
             try:
@@ -273,12 +286,12 @@ class DashboardEngine:
             self._observe("view", False, trio.current_time() - started)
             if claim.gen is not None and not flight.superseded:
                 last = self.timing.stale_max_s if spec.view in BOARDS else None
-                snap = make_snapshot(ref, claim.gen, False, [body])
+                snap = make_snapshot(ref, claim.gen, False, [body], flight.generated_at)
                 await self.cache.store(ref, snap, self.timing.workbench_ttl_s, last_s=last)
         except ApiError as exc:  # the upstream refused (4xx): the view fails as a whole
             flight.finish(partial=True, error=exc)
         except Exception as exc:
-            log.exception("workbench flight failed", extra={"name": ref.name})
+            log.exception("workbench flight failed", extra={"cacheName": ref.name})
             flight.finish(partial=True, error=exc)
         finally:
             flight.finish(partial=True)
@@ -292,11 +305,20 @@ class DashboardEngine:
             view = await build_view(spec, self.upstreams, ref.tenant, ref.property_id)
             return _encoder.encode(view)
         raise UpstreamFailure(
-            spec.upstream, spec.view, "timeout", "no answer within the view's deadline", mutation=False
+            spec.upstream,
+            spec.view,
+            "timeout",
+            "no answer within the view's deadline",
+            mutation=False,
         )
 
     async def _serve_stale(
-        self, flight: Flight[bytes], ref: CacheRef, spec: ViewSpec, claim: Claim, exc: UpstreamFailure
+        self,
+        flight: Flight[bytes],
+        ref: CacheRef,
+        spec: ViewSpec,
+        claim: Claim,
+        exc: UpstreamFailure,
     ) -> None:
         """F-7/F-8: a board whose upstream is down is served from its last good copy, marked
         ``stale``, when that copy is recent enough; anything else fails with the upstream error."""

@@ -9,6 +9,7 @@ nursery, not to any request.
 
 from __future__ import annotations
 
+import time
 from typing import Generic, Literal, TypeVar
 
 import trio
@@ -30,14 +31,17 @@ class Flight(Generic[T]):
         self.superseded = False  # a domain event made it stale: serve, but never cache it
         self.started_at = trio.current_time()
         self.finished_at: float | None = None
+        self.generated_at: float | None = None  # wall clock (epoch s) the content was composed
         self._changed = trio.Event()
 
     @classmethod
-    def done(cls, name: str, items: list[T], *, partial: bool, origin: Origin) -> Flight[T]:
+    def done(
+        cls, name: str, items: list[T], *, partial: bool, origin: Origin, generated_at: float
+    ) -> Flight[T]:
         """A flight that is already over (a cache hit): followers get everything at once."""
         flight: Flight[T] = cls(name, origin=origin)
         flight.items = items
-        flight.finish(partial=partial)
+        flight.finish(partial=partial, generated_at=generated_at)
         return flight
 
     def add(self, item: T) -> None:
@@ -46,10 +50,13 @@ class Flight(Generic[T]):
         self.items.append(item)
         self._wake()
 
-    def finish(self, *, partial: bool, error: Exception | None = None) -> None:
+    def finish(
+        self, *, partial: bool, error: Exception | None = None, generated_at: float | None = None
+    ) -> None:
         """Idempotent: the first call decides the outcome."""
         if self.finished:
             return
+        self.generated_at = time.time() if generated_at is None else generated_at
         self.partial = partial
         self.error = error
         self.finished = True

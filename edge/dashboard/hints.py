@@ -50,7 +50,7 @@ class HintBroadcaster:
             receive.close()
 
     def publish(self, tenant: str, hint: DashboardHint) -> int:
-        """Hand ``hint`` to every subscriber of (tenant, hint.propertyId); returns how many got it."""
+        """Hand ``hint`` to every subscriber of its (tenant, property); returns how many got it."""
         delivered = 0
         for send in list(self._subscribers.get((tenant, hint.property_id), ())):
             try:

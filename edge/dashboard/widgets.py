@@ -13,9 +13,8 @@ from datetime import date
 from typing import Any
 
 from schemas import dashboard as d
-from schemas.upstream import ai, analytics, billing, housekeeping, inventory, maintenance
+from schemas.upstream import ai, analytics, billing, housekeeping, inventory, maintenance, pricing
 from schemas.upstream import notification as notif
-from schemas.upstream import pricing
 from schemas.upstream import property as prop
 from schemas.upstream import reservation as rsv
 
@@ -407,9 +406,7 @@ def kpi_trend(k: analytics.KpiSnapshot) -> d.KpiTrendData:
 def open_alerts(alerts: notif.AlertList, role: str) -> d.AlertsData:
     wanted = ROLE_ALERTS.get(role)
     chosen = [
-        a
-        for a in alerts.items
-        if a.status == "open" and (wanted is None or a.category in wanted)
+        a for a in alerts.items if a.status == "open" and (wanted is None or a.category in wanted)
     ]
     chosen.sort(key=lambda a: (SEVERITY_ORDER[a.severity], -a.raised_at.timestamp(), a.id))
     severity = Counter(a.severity for a in chosen)
@@ -435,9 +432,7 @@ def open_alerts(alerts: notif.AlertList, role: str) -> d.AlertsData:
 def suggestions(found: ai.SuggestionList, role: str) -> d.SuggestionsData:
     wanted = ROLE_SUGGESTIONS.get(role)
     chosen = [
-        s
-        for s in found.items
-        if s.status == "open" and (wanted is None or s.category in wanted)
+        s for s in found.items if s.status == "open" and (wanted is None or s.category in wanted)
     ]
     chosen.sort(key=lambda s: (-s.confidence, s.id))
     rows = [

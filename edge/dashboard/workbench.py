@@ -27,7 +27,8 @@ from schemas.upstream import reservation as rsv
 
 TASK_STATUS_ORDER = ("in_progress", "assigned", "pending", "dnd", "done", "inspected")
 WORK_STATUS_ORDER = ("open", "assigned", "in_progress", "on_hold", "resolved")
-BOARDS: tuple[WorkbenchView, ...] = ("housekeepingBoard", "maintenanceBoard")  # served stale when their upstream is down
+# Views served from their last good copy (marked stale) while their upstream is down.
+BOARDS: tuple[WorkbenchView, ...] = ("housekeepingBoard", "maintenanceBoard")
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,10 @@ class SigningKeys:
         self._keys = [new, *(self._keys[:2] if retain_previous else [])]
         return self.current_kid
 
+    def drop_previous(self) -> None:
+        """Keep only the current key (what a reset leaves: one key, still the same one)."""
+        self._keys = self._keys[:1]
+
     def jwks(self) -> Jwks:
         out = []
         for key in self._keys:
@@ -149,7 +153,9 @@ class IamState:
     replay: ReplayCache = field(default_factory=ReplayCache)
 
     def reset(self) -> None:
-        """Forget devices, sessions and attestations (the signing keys survive a reset)."""
+        """Forget devices, sessions and attestations. The current signing key survives a reset
+        (BFFs keep their cached JWKS valid); keys retained by rotations are dropped."""
+        self.keys.drop_previous()
         self.devices.clear()
         self.sessions.clear()
         self.refresh.clear()

@@ -1,0 +1,73 @@
+"""In-process dashboard engine wired to the test simulator, real Redis, and (optionally) the
+real actor runtime with a PropertyActor that composes through the engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from actors.config import ActorConfig
+from actors.property import property_kind
+from actors.system import ActorSystem
+from edge.dashboard.engine import DashboardEngine, Timing
+from edge.metrics import Metrics
+from edge.redis_tier import RedisTier
+from ledger.postgres import Database
+from ledger.store import Ledger
+from tests.support.sim import SimHandle
+from tests.support.upstream import clients_for
+
+T, P = "tnt-demo", "prop-demo-1"
+
+
+@asynccontextmanager
+async def running_engine(
+    sim: SimHandle, redis_url: str, prefix: str, timing: Timing | None = None, **env: str
+) -> AsyncIterator[DashboardEngine]:
+    tier = RedisTier("cache", redis_url, prefix, timeout=2.0)
+    await tier.open()
+    try:
+        async with clients_for(sim, **env) as (upstreams, metrics):
+            engine = DashboardEngine(upstreams, tier, metrics, timing or Timing())
+            async with trio.open_nursery() as nursery:
+                await nursery.start(engine.run, None)
+                yield engine
+                nursery.cancel_scope.cancel()
+    finally:
+        await tier.close()
+
+
+@asynccontextmanager
+async def property_actors(
+    db: Database, engine: DashboardEngine, metrics: Metrics | None = None
+) -> AsyncIterator[tuple[ActorSystem, Ledger]]:
+    """An actor system with only the PropertyActor kind, composing through ``engine``."""
+    ledger = Ledger(db, metrics=Metrics())
+    kinds = [property_kind(ledger, engine.cache.tier, engine)]
+    system = ActorSystem(kinds, ActorConfig(mailbox_size=256), metrics or Metrics())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(ledger.run)
+        await nursery.start(system.run)
+        yield system, ledger
+        nursery.cancel_scope.cancel()
+
+
+def reads(sim: SimHandle, service: str) -> int:
+    """GETs ``service`` received since the simulator was reset (its request counter)."""
+    return sum(1 for c in sim.calls(service, kind="all") if c["method"] == "GET")
+
+
+def by_id(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {line["id"]: line for line in lines if line.get("type") == "widget"}
+
+
+async def eventually_async(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+    """Poll the async ``check`` until it holds; fail after ``timeout`` seconds."""
+    with trio.fail_after(timeout):
+        while True:
+            if await check():
+                return
+            await trio.sleep(0.01)
