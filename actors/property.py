@@ -100,10 +100,11 @@ class Compositions(Protocol):
 
     async def invalidated(
         self, tenant: str, property_id: str, affected: Affected, subject: str, event_id: str
-    ) -> Any: ...
+    ) -> bool:
+        """Bump generations and hint; ``True`` when the generations were bumped."""
+        ...
 
-    @property
-    def track_timeout_s(self) -> float: ...
+    async def track(self, tenant: str, property_id: str, name: str) -> bool: ...
 
 
 class SubscriptionAck(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
@@ -225,24 +226,24 @@ class PropertyActor(EventSourced[PropertyState]):
         running = self._flights.get(name)
         if running is not None and not running.superseded:
             return running
-        if isinstance(message, ComposeDashboard):
-            flight = engine.start_dashboard(tenant, pid, message.role)
-        else:
-            flight = engine.start_view(tenant, pid, spec)
+        try:
+            if isinstance(message, ComposeDashboard):
+                flight = engine.start_dashboard(tenant, pid, message.role)
+            else:
+                flight = engine.start_view(tenant, pid, spec)
+        except RuntimeError as exc:  # the engine is not running (shutting down): say no
+            raise CommandRejected(self.address, str(exc)) from exc
         self._flights[name] = flight
-        if name not in self.state.cache_keys:
-            await self._track_quietly(name, engine.track_timeout_s)
+        if name not in self.state.cache_keys and await engine.track(tenant, pid, name):
+            # (not tracked when the tier is down: then the entry is not stored either)
+            self._set_cache_keys({*self.state.cache_keys, name})
         return flight
 
-    async def _track_quietly(self, name: str, timeout: float) -> None:
-        index = self._key("cache-index")
-        try:
-            await self._cache.run(lambda r: r.sadd(index, name), timeout)
-        except TierUnavailable:
-            return  # the entry is not stored either (same tier); nothing to invalidate later
-        self._set_cache_keys({*self.state.cache_keys, name})
-
     async def _on_domain_event(self, event: DomainEvent) -> Handled:
+        """Supersede the running flights the event makes stale, void their cache entries
+        (generation bump) and hint the desktops, then delete the tracked entries. With the
+        generations bumped a failed delete is harmless (those entries can no longer be read),
+        so only without that does a cache-tier failure make the event be redelivered."""
         if not event.subject.startswith(CACHE_AFFECTING):
             return Handled(acted=False)
         affected = affected_by(event.subject)
@@ -250,15 +251,20 @@ class PropertyActor(EventSourced[PropertyState]):
             if is_affected(name, affected):
                 flight.superseded = True  # still served to its followers, never cached
         self._flights = {n: f for n, f in self._flights.items() if not f.superseded}
-        stale = [n for n in self.state.cache_keys if is_affected(n, affected)]
-        if stale:
-            await self._invalidate(stale)
+        voided = False
         if self._compositions is not None and affected:
-            await self._compositions.invalidated(
+            voided = await self._compositions.invalidated(
                 self.address.tenant, self.address.id, affected, event.subject, event.event_id
             )
-            return Handled(acted=True)
-        return Handled(acted=bool(stale))
+        stale = [n for n in self.state.cache_keys if is_affected(n, affected)]
+        if stale:
+            try:
+                await self._invalidate(stale)
+            except DependencyUnavailable:
+                if not voided:
+                    raise
+                log.warning("cache entries not deleted (voided)", extra={"names": stale})
+        return Handled(acted=bool(stale) or (self._compositions is not None and bool(affected)))
 
     async def _subscription(self, message: SubscribeDevice | UnsubscribeDevice) -> SubscriptionAck:
         subscribe = isinstance(message, SubscribeDevice)

@@ -4,7 +4,25 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.5, 3, 10, 30)
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.02,
+    0.025,
+    0.05,
+    0.1,
+    0.2,
+    0.4,
+    0.8,
+    1.5,
+    3,
+    10,
+    30,
+)
 
 
 class Metrics:
@@ -215,6 +233,12 @@ class Metrics:
             "bff_dashboard_composition_duration_seconds",
             "Time to compose a dashboard or build a view from the upstreams",
             ["kind"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.dashboard_slowest_call_seconds = Histogram(
+            "bff_dashboard_slowest_call_duration_seconds",
+            "Per dashboard composition, its slowest upstream call (composition time can't beat it)",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )

@@ -18,6 +18,7 @@ import trio_asyncio
 T = TypeVar("T")
 
 Client = aioredis.Redis
+MAX_CONNECTIONS = 128
 
 
 class TierUnavailable(Exception):
@@ -39,16 +40,17 @@ class RedisTier:
         self._client: Client | None = None
 
     async def open(self) -> None:
-        def make() -> Client:
-            return aioredis.Redis.from_url(
-                self._url,
-                socket_timeout=self.timeout,
-                socket_connect_timeout=self.timeout,
-                health_check_interval=15,
-                max_connections=64,
-            )
-
-        self._client = make()
+        # A blocking pool: when every connection is busy a caller waits for one (within its
+        # deadline) instead of failing at once, which would look like the tier being down.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self._url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=self.timeout,
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+            health_check_interval=15,
+        )
+        self._client = aioredis.Redis(connection_pool=pool)
 
     async def close(self) -> None:
         if self._client is not None:

@@ -68,17 +68,9 @@ class DeviceStatusStore:
         operator_id: str | None,
         command_id: str,
     ) -> HeartbeatOutcome:
-        async with self._db.connection() as conn:
-            row = await conn.fetchrow(
-                _UPSERT,
-                tenant,
-                device_id,
-                at,
-                app_version,
-                operator_id,
-                command_id,
-                RECENT_COMMANDS,
-            )
+        row = await self._db.fetchrow_once(
+            _UPSERT, tenant, device_id, at, app_version, operator_id, command_id, RECENT_COMMANDS
+        )
         assert row is not None
         return HeartbeatOutcome(status=_status(row), duplicate=bool(row["duplicate"]))
 

@@ -19,6 +19,17 @@ class DatabaseUnavailable(Exception):
     """Postgres did not answer within the deadline, or refused the connection."""
 
 
+# What "the database is not there" looks like (as opposed to an error in a statement).
+_UNAVAILABLE = (
+    trio.TooSlowError,
+    TimeoutError,
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+)
+
+
 # asyncpg ships no type hints; a row behaves as a read-only mapping of column → value.
 Record: TypeAlias = Mapping[str, Any]
 
@@ -119,6 +130,27 @@ class Database:
                 await trio_asyncio.aio_as_trio(self._pool.release)(raw)
             if release.cancelled_caught:
                 raw.terminate()
+
+    async def fetchrow_once(self, sql: str, *args: object) -> Record | None:
+        """One statement in one bridge crossing (acquire, run, release all on the asyncio side):
+        for hot single-statement paths, where three crossings would cost more than the query."""
+        if self._pool is None:
+            raise DatabaseUnavailable("pool is not open")
+        pool = self._pool
+
+        async def run() -> Record | None:
+            async with pool.acquire(timeout=self.timeout) as conn:
+                row: Record | None = await conn.fetchrow(sql, *args, timeout=self.timeout)
+                return row
+
+        try:
+            # Shielded for the reason given in ``connection``; bounded by the pool timeout.
+            with trio.CancelScope(shield=True), trio.fail_after(self.timeout * 2):
+                result: Record | None = await trio_asyncio.aio_as_trio(run)()
+        except _UNAVAILABLE as exc:
+            raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        await trio.lowlevel.checkpoint_if_cancelled()
+        return result
 
     async def fetch(self, sql: str, *args: object) -> list[Record]:
         async with self.connection() as conn:

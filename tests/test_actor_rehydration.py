@@ -4,7 +4,7 @@ someone else is caught up on."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import msgspec
@@ -42,6 +42,7 @@ from ledger.model import NewEvent
 from ledger.postgres import Database
 from ledger.store import Ledger
 from tests.conftest import REDIS_URL
+from tests.support.waiting import eventually
 
 TENANT = "tnt-a"
 
@@ -96,15 +97,6 @@ async def start_system(
 async def system(start_system: object) -> ActorSystem:
     started: ActorSystem = await start_system()  # type: ignore[operator]
     return started
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll ``check`` until it holds; fail after ``timeout`` seconds."""
-    with trio.fail_after(timeout):
-        while True:
-            if check():
-                return
-            await trio.sleep(0.01)
 
 
 async def wait_restarted(system: ActorSystem, address: ActorAddress, restarts: int) -> None:

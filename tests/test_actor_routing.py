@@ -24,7 +24,7 @@ from edge.redis_tier import RedisTier
 from ledger.postgres import Database
 from ledger.store import Ledger
 from tests.conftest import REDIS_URL
-from tests.test_actor_rehydration import eventually
+from tests.support.waiting import eventually
 
 
 @pytest.fixture

@@ -4,9 +4,8 @@ and consumer-group lifetime."""
 
 from __future__ import annotations
 
-import inspect
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -23,6 +22,7 @@ from edge.bus.redis_streams import (
 from edge.bus.subscriber import Subscriber
 from edge.redis_tier import RedisTier
 from tests.conftest import REDIS_URL
+from tests.support.waiting import eventually
 
 REVOKED = "melmastoon.iam.session.revoked.v1"
 TOPICS = ("melmastoon.iam", "melmastoon.alert")
@@ -48,18 +48,6 @@ async def redis(tier: RedisTier, method: str, *args: Any, **kwargs: Any) -> Any:
         return await getattr(client, method)(*args, **kwargs)
 
     return await tier.run(op)
-
-
-async def eventually(check: Callable[[], Awaitable[object] | object], timeout: float = 10) -> None:
-    """Poll ``check`` until it is truthy: polling with a deadline, never a fixed sleep."""
-    with trio.fail_after(timeout):
-        while True:
-            result = check()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return
-            await trio.sleep(0.01)
 
 
 async def pending(tier: RedisTier, key: str, group: str) -> int:

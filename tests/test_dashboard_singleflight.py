@@ -30,6 +30,7 @@ from tests.support.dashboard import (
     reads,
     running_engine,
 )
+from tests.support.procs import free_port
 from tests.support.sim import SimHandle
 
 
@@ -181,3 +182,20 @@ async def test_events_of_another_tenant_or_property_touch_nothing(
         with pytest.raises(trio.WouldBlock):
             receive.receive_nowait()
     assert await cached()
+
+
+async def test_with_the_cache_tier_down_events_still_hint_and_dashboards_still_compose(
+    sim: SimHandle, db: Database
+) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    async with (
+        running_engine(sim, dead, "dead") as engine,
+        property_actors(db, engine) as (system, _),
+    ):
+        flight = await engine.dashboard(T, P, "housekeeping", system)
+        await flight.wait()
+        with engine.hints.subscribe(T, P) as receive:
+            await route_domain_event(system, event("melmastoon.housekeeping.task.created.v1"))
+            hint = receive.receive_nowait()
+    assert not flight.partial and flight.origin == "composed"
+    assert hint.views == ["housekeepingBoard"]

@@ -193,8 +193,10 @@ def test_caches_are_isolated_by_role_and_tenant(
     finally:
         other.close()
     client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = [k.decode() for k in client.scan_iter(f"{redis_prefix}:*:property:*:cache:*")]
+    pattern = f"{redis_prefix}:*:property:*:cache:*"
+    try:  # (each entry is stored right after its composition finished)
+        wait_until(lambda: len(list(client.scan_iter(pattern))) == 3, 5, "three entries")
+        keys = [k.decode() for k in client.scan_iter(pattern)]
     finally:
         client.close()
     assert {k.split(":")[1] for k in keys} == {"tnt-demo", "tnt-other"}

@@ -4,8 +4,7 @@ makes rows wait, never lost or reordered."""
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from ledger.postgres import Database
 from ledger.store import APPEND_SQL, Ledger, batch_arguments, payload_text
 from tests.conftest import REDIS_URL
 from tests.support.procs import PrivateRedis
+from tests.support.waiting import eventually
 
 SUBJECT = "melmastoon.bff.backoffice.device.heartbeat.v1"
 TOPIC = "melmastoon.bff.backoffice"
@@ -47,18 +47,6 @@ async def published(tier: RedisTier) -> list[LedgerEnvelope]:
 
     entries = await tier.run(read)
     return [msgspec.json.decode(f[b"data"], type=LedgerEnvelope) for _, f in entries]
-
-
-async def eventually(check: Callable[[], Awaitable[object] | object], timeout: float = 10) -> None:
-    """Poll ``check`` until it is truthy: polling with a deadline, never a fixed sleep."""
-    with trio.fail_after(timeout):
-        while True:
-            result = check()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return
-            await trio.sleep(0.01)
 
 
 async def wait_published(tier: RedisTier, count: int, timeout: float = 10) -> list[LedgerEnvelope]:

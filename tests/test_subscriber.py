@@ -6,10 +6,9 @@ test runs the real embedded bus with a recording handler standing in for the act
 
 from __future__ import annotations
 
-import inspect
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -23,6 +22,7 @@ from edge.bus.subscriber import Subscriber
 from edge.metrics import Metrics
 from edge.redis_tier import RedisTier
 from tests.conftest import REDIS_URL
+from tests.support.waiting import eventually
 
 REVOKED = "melmastoon.iam.session.revoked.v1"
 
@@ -41,18 +41,6 @@ class RecordingSource:
 
     async def retire(self) -> None:
         pass
-
-
-async def eventually(check: Callable[[], Awaitable[object] | object], timeout: float = 10) -> None:
-    """Poll ``check`` until it is truthy: polling with a deadline, never a fixed sleep."""
-    with trio.fail_after(timeout):
-        while True:
-            result = check()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return
-            await trio.sleep(0.01)
 
 
 def delivery(

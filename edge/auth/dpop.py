@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
+from collections import OrderedDict
 from typing import Any
 
 import msgspec
@@ -94,9 +95,39 @@ def _parse_compact(proof: str) -> jws.JWS:
     return token
 
 
+class _KeyCache:
+    """Imported public keys by their canonical JSON: a device signs every request with the same
+    key, and importing it (with its validity checks) costs more than the signature check."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._keys: OrderedDict[str, jwk.JWK] = OrderedDict()
+        self._capacity = capacity
+
+    def get(self, value: dict[str, Any]) -> jwk.JWK:
+        canonical = json.dumps(value, sort_keys=True, separators=(",", ":"))
+        key = self._keys.get(canonical)
+        if key is None:
+            key = _import_public_key(value)
+            self._keys[canonical] = key
+            if len(self._keys) > self._capacity:
+                self._keys.popitem(last=False)
+        else:
+            self._keys.move_to_end(canonical)
+        return key
+
+
+_key_cache = _KeyCache()
+
+
 def _public_key(value: Any) -> jwk.JWK:
     if not isinstance(value, dict):
         raise DpopInvalid("jwk header must be a JSON object")
+    if len(value) > 16:
+        raise DpopInvalid("jwk is not a valid key")
+    return _key_cache.get(value)
+
+
+def _import_public_key(value: dict[str, Any]) -> jwk.JWK:
     try:
         key = jwk.JWK(**value)
     except (JWException, ValueError, TypeError):

@@ -7,7 +7,9 @@ unknown ``kid`` (key rotation) triggers one refetch, at most once per ``min_refe
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 import msgspec
@@ -70,13 +72,46 @@ class KeySet:
 
 
 class TokenVerifier:
-    def __init__(self, keys: KeySet, *, issuer: str, audience: str, leeway_s: float = 5.0):
+    """Verifies access tokens; a token verified once is remembered (by its SHA-256) until it
+    expires, since a desktop sends the same token with every request for its lifetime.
+    Revocation is checked separately on every request (the session tier), not here."""
+
+    def __init__(
+        self,
+        keys: KeySet,
+        *,
+        issuer: str,
+        audience: str,
+        leeway_s: float = 5.0,
+        cache_size: int = 10_000,
+    ):
         self._keys = keys
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway_s
+        self._verified: OrderedDict[bytes, AccessTokenClaims] = OrderedDict()
+        self._cache_size = cache_size
 
     async def verify(self, token: str, *, now: float) -> AccessTokenClaims:
+        digest = hashlib.sha256(token.encode("utf-8", "replace")).digest()
+        cached = self._verified.get(digest)
+        if cached is not None:
+            self._check_times(cached, now)
+            self._verified.move_to_end(digest)
+            return cached
+        claims = await self._verify(token, now)
+        self._verified[digest] = claims
+        if len(self._verified) > self._cache_size:
+            self._verified.popitem(last=False)
+        return claims
+
+    def _check_times(self, claims: AccessTokenClaims, now: float) -> None:
+        if claims.exp <= now - self._leeway:
+            raise TokenRejected("token expired")
+        if claims.iat > now + self._leeway:
+            raise TokenRejected("token issued in the future")
+
+    async def _verify(self, token: str, now: float) -> AccessTokenClaims:
         parsed = _parse(token)
         header = parsed.jose_header
         kid = header.get("kid") if isinstance(header, dict) else None
@@ -92,10 +127,7 @@ class TokenVerifier:
             raise TokenRejected("token signature or claims invalid") from None
         if claims.iss != self._issuer or claims.aud != self._audience:
             raise TokenRejected("token not issued for this service")
-        if claims.exp <= now - self._leeway:
-            raise TokenRejected("token expired")
-        if claims.iat > now + self._leeway:
-            raise TokenRejected("token issued in the future")
+        self._check_times(claims, now)
         return claims
 
 

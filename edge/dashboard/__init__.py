@@ -9,6 +9,7 @@
 - ``invalidation``/``hints``: which cached views a domain event makes stale; refresh hints for SSE.
 - ``telemetry``: ``dashboard.viewed.v1`` / ``workbench.opened.v1`` into the ledger.
 
-This package imports nothing from here on purpose: ``actors.property`` imports two of its
-modules, and the engine imports ``actors``.
+This ``__init__`` imports nothing on purpose: ``actors.property`` imports ``flight``,
+``invalidation`` and ``workbench`` (none of which import ``actors``), while ``engine`` imports
+``actors``.
 """

@@ -20,16 +20,21 @@ and a failure reads as "miss" / "not stored"; callers go to the upstreams.
 from __future__ import annotations
 
 import logging
+import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
+import redis.exceptions
+import trio
 
 from edge.metrics import Metrics
 from edge.redis_tier import Client, RedisTier, TierUnavailable
 
 log = logging.getLogger("bff.dashboard.cache")
+T = TypeVar("T")
 
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
@@ -75,10 +80,43 @@ class Claim:
 
 
 class SnapshotCache:
-    def __init__(self, tier: RedisTier, metrics: Metrics, *, timeout: float) -> None:
+    """``retry_s``: after a failed call the tier is skipped (reads are misses, writes dropped)
+    for that long, so a black-holed Redis costs one short timeout, not one per request.
+
+    ``concurrency`` bounds this cache's calls in flight: redis-py's pool (shared with the auth
+    chain on the same tier) fails at once when exhausted instead of waiting, so under a burst
+    the waiting happens here, in Trio, within the same short deadline. Pool exhaustion is
+    congestion, not an outage: it does not trip ``retry_s``.
+    """
+
+    def __init__(
+        self,
+        tier: RedisTier,
+        metrics: Metrics,
+        *,
+        timeout: float,
+        retry_s: float = 1.0,
+        concurrency: int = 24,
+    ) -> None:
         self.tier = tier
         self.timeout = timeout
+        self.retry_s = retry_s
         self._metrics = metrics
+        self._down_until = -math.inf
+        self._limiter = trio.CapacityLimiter(concurrency)
+
+    async def _run(self, op: Callable[[Client], Awaitable[T]]) -> T:
+        if trio.current_time() < self._down_until:
+            raise TierUnavailable(self.tier.name, "unreachable moments ago; not retried yet")
+        with trio.move_on_after(self.timeout):
+            async with self._limiter:
+                try:
+                    return await self.tier.run(op, self.timeout)
+                except TierUnavailable as exc:
+                    if not isinstance(exc.__cause__, redis.exceptions.MaxConnectionsError):
+                        self._down_until = trio.current_time() + self.retry_s
+                    raise
+        raise TierUnavailable(self.tier.name, "no free connection within the deadline")
 
     # --- keys --------------------------------------------------------------------------------
 
@@ -108,7 +146,7 @@ class SnapshotCache:
                 return result
 
         try:
-            raw, gen = await self.tier.run(op, self.timeout)
+            raw, gen = await self._run(op)
         except TierUnavailable as exc:
             self._count(ref, "error", exc)
             return None
@@ -133,7 +171,7 @@ class SnapshotCache:
                 return result
 
         try:
-            raw, gen, locked = await self.tier.run(op, self.timeout)
+            raw, gen, locked = await self._run(op)
         except TierUnavailable as exc:
             self._count(ref, "error", exc)
             return Claim(None, None, None)
@@ -157,7 +195,7 @@ class SnapshotCache:
                 return result
 
         try:
-            raw, gen, held = await self.tier.run(op, self.timeout)
+            raw, gen, held = await self._run(op)
         except TierUnavailable:
             return None, False
         return self._valid(ref, raw, _int(gen)), bool(held)
@@ -165,7 +203,7 @@ class SnapshotCache:
     async def last_good(self, ref: CacheRef) -> Snapshot | None:
         key = self.last_key(ref)
         try:
-            raw = await self.tier.run(lambda r: r.get(key), self.timeout)
+            raw = await self._run(lambda r: r.get(key))
         except TierUnavailable as exc:
             self._count(ref, "error", exc)
             return None
@@ -210,7 +248,7 @@ class SnapshotCache:
                 await pipe.execute()
 
         try:
-            await self.tier.run(op, self.timeout)
+            await self._run(op)
         except TierUnavailable as exc:
             self._count(ref, "error", exc)
             return False
@@ -220,14 +258,24 @@ class SnapshotCache:
         """Drop the lock if it is still ours (it may have expired and been taken over)."""
         lock = self.lock_key(ref)
         try:
-            await self.tier.run(lambda r: r.eval(_RELEASE, 1, lock, token), self.timeout)
+            await self._run(lambda r: r.eval(_RELEASE, 1, lock, token))
         except TierUnavailable as exc:
             log.info(
                 "lock not released (it expires)", extra={"cacheName": ref.name, "error": str(exc)}
             )
 
+    async def track(self, tenant: str, property_id: str, name: str) -> bool:
+        """Add ``name`` to the property's cache index (the PropertyActor invalidates from it)."""
+        index = self.tier.key(tenant, "property", property_id, "cache-index")
+        try:
+            await self._run(lambda r: r.sadd(index, name))
+        except TierUnavailable:
+            return False
+        return True
+
     async def bump(self, tenant: str, property_id: str, families: list[str]) -> bool:
-        """Invalidate every entry of ``families`` (present and in-flight compositions)."""
+        """Invalidate every entry of ``families`` (present and in-flight compositions). Always
+        tried, even right after a failure: a missed bump could leave stale entries behind."""
         if not families:
             return True
         key = self.gen_key(tenant, property_id)

@@ -24,16 +24,16 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import trio
 
-from actors.errors import ActorError
+from actors.errors import ActorError, UnknownKind, WrongMessage
 from actors.kinds import property_
 from actors.property import ComposeDashboard, ComposeView
 from edge.dashboard.cache import CacheRef, Claim, Snapshot, SnapshotCache, make_snapshot
 from edge.dashboard.catalogue import Plan, plan_for
-from edge.dashboard.composer import WidgetResult, compose
+from edge.dashboard.composer import LatencyBook, WidgetResult, compose
 from edge.dashboard.flight import Flight
 from edge.dashboard.hints import HintBroadcaster
 from edge.dashboard.invalidation import Affected, dashboard_name
-from edge.dashboard.telemetry import TelemetryWriter
+from edge.dashboard.telemetry import Appender, TelemetryWriter
 from edge.dashboard.workbench import BOARDS, ViewSpec, build_view
 from edge.errors import ApiError
 from edge.metrics import Metrics
@@ -82,7 +82,7 @@ class Timing:
             workbench_ttl_s=s.workbench_ttl_s,
             stale_max_s=s.workbench_stale_max_s,
             cache_timeout_s=s.dashboard_cache_timeout_s,
-            ask_timeout_s=s.actor_ask_timeout_s,
+            ask_timeout_s=min(s.actor_ask_timeout_s, 1.0),
         )
 
 
@@ -97,11 +97,11 @@ class DashboardEngine:
         self.telemetry = TelemetryWriter(metrics)
         self._metrics = metrics
         self._nursery: trio.Nursery | None = None
+        self._latencies = LatencyBook()
 
-    @property
-    def track_timeout_s(self) -> float:
-        """Deadline of the PropertyActor's cache-index write (it must not hold the actor)."""
-        return self.timing.cache_timeout_s
+    async def track(self, tenant: str, property_id: str, name: str) -> bool:
+        """Index a cache name for the PropertyActor (short deadline: it must not hold it)."""
+        return await self.cache.track(tenant, property_id, name)
 
     @property
     def lock_s(self) -> float:
@@ -109,7 +109,10 @@ class DashboardEngine:
         return max(self.timing.dashboard_deadline_s, self.timing.workbench_deadline_s) + 0.5
 
     async def run(
-        self, ledger: Any = None, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        ledger: Appender | None = None,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Host flights and the telemetry writer until cancelled (start with ``nursery.start``)."""
         try:
@@ -182,7 +185,7 @@ class DashboardEngine:
             return await actors.ask(
                 property_(tenant, property_id), message, timeout=self.timing.ask_timeout_s
             )
-        except (ActorError, RuntimeError) as exc:
+        except (ActorError, RuntimeError, UnknownKind, WrongMessage) as exc:
             log.warning(
                 "property actor unavailable; composing without single-flight",
                 extra={"tenant": tenant, "property": property_id, "error": str(exc)[:200]},
@@ -205,9 +208,10 @@ class DashboardEngine:
 
     async def invalidated(
         self, tenant: str, property_id: str, affected: Affected, subject: str, event_id: str
-    ) -> DashboardHint:
-        """A domain event made ``affected`` stale: bump their generations, hint the desktops."""
-        await self.cache.bump(tenant, property_id, affected.families)
+    ) -> bool:
+        """A domain event made ``affected`` stale: bump their generations (``True`` if done),
+        hint the desktops (always: the hint is useful even with the cache tier down)."""
+        bumped = await self.cache.bump(tenant, property_id, affected.families)
         hint = DashboardHint(
             property_id=property_id,
             widgets=affected.widgets,
@@ -217,7 +221,7 @@ class DashboardEngine:
             at=_utc_now(),
         )
         self.hints.publish(tenant, hint)
-        return hint
+        return bumped
 
     def _spawn(self, run: Any, flight: Flight[Any], *args: Any) -> None:
         if self._nursery is None:
@@ -239,7 +243,7 @@ class DashboardEngine:
                 flight.finish(partial=snap.partial, generated_at=snap.generated_at)
                 return
             started = trio.current_time()
-            partial = await compose(
+            composed = await compose(
                 plan,
                 self.upstreams,
                 ref.tenant,
@@ -247,9 +251,12 @@ class DashboardEngine:
                 flight.add,
                 deadline_s=self.timing.dashboard_deadline_s,
                 metrics=self._metrics,
+                book=self._latencies,
             )
+            partial = composed.partial
             flight.finish(partial=partial)
             self._observe("dashboard", partial, trio.current_time() - started)
+            self._metrics.dashboard_slowest_call_seconds.observe(composed.slowest_call_s)
             if claim.gen is not None and not flight.superseded:
                 ttl = self.timing.partial_ttl_s if partial else self.timing.dashboard_ttl_s
                 items = [result.line for result in flight.items]

@@ -8,6 +8,7 @@ object. Either way a failed, late or drifting upstream greys out only its own wi
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from schemas.dashboard import (
     Role,
 )
 
+log = logging.getLogger("bff.dashboard")
 api = Api()
 NDJSON = "application/x-ndjson"
 JSON = "application/json; charset=utf-8"
@@ -123,10 +125,18 @@ def _guard_s(engine: DashboardEngine) -> float:
     return engine.timing.dashboard_deadline_s + engine.lock_s + 0.5
 
 
-async def _open(services: Services, engine: DashboardEngine, view: _View) -> Flight[WidgetResult]:
-    flight = await engine.dashboard(
-        view.principal.tenant, view.property_id, view.role, services.actors
-    )
+async def _open(
+    services: Services, engine: DashboardEngine, view: _View
+) -> Flight[WidgetResult] | None:
+    """The flight to follow; ``None`` if even that failed (a bug): every widget then shows as
+    unavailable — the dashboard itself never fails once it is authorised."""
+    try:
+        flight = await engine.dashboard(
+            view.principal.tenant, view.property_id, view.role, services.actors
+        )
+    except Exception:
+        log.exception("dashboard could not be opened", extra={"property": view.property_id})
+        return None
     view.cached = flight.origin != "composed"
     return flight
 
@@ -165,7 +175,8 @@ async def _document(services: Services, engine: DashboardEngine, view: _View) ->
     flight: Flight[WidgetResult] | None = None
     with trio.move_on_after(_guard_s(engine)):
         flight = await _open(services, engine, view)
-        await flight.wait()
+        if flight is not None:
+            await flight.wait()
     results = {r.id: r for r in (flight.items if flight is not None else [])}
     lines = []
     for widget in plan.widgets:  # catalogue order: a JSON reader wants a stable layout

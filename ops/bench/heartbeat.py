@@ -54,15 +54,46 @@ class Phase:
         )
 
 
-def enroll(stack: BenchStack, count: int) -> list[Device]:
-    devices = []
-    with httpx.Client(timeout=10) as client:
-        for _ in range(count):
+def enroll(stack: BenchStack, count: int, threads: int = 8) -> list[Device]:
+    """Enrol and sign in ``count`` devices at the simulator (a few threads: it is setup)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(_: int) -> Device:
+        with httpx.Client(timeout=30) as client:
             demo = DemoDevice(stack.sim_url, "tnt-demo", client=client)
             demo.enroll()
             tokens = demo.sign_in("fd.demo")
-            devices.append(Device(demo.device_id, demo.key, tokens.access_token))
-    return devices
+            return Device(demo.device_id, demo.key, tokens.access_token)
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(one, range(count)))
+
+
+ROUTE = 'route="/bff/backoffice/v1/devices/<deviceId>/heartbeat"'
+
+
+def server_histogram(stack: BenchStack) -> dict[float, float]:
+    """Cumulative bucket counts of the BFF's own heartbeat latency (``le`` → count)."""
+    text = httpx.get(f"{stack.bff_url}/metrics", timeout=10).text
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith("bff_http_request_duration_seconds_bucket") and ROUTE in line:
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[float("inf") if le == "+Inf" else float(le)] = float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def server_quantiles(before: dict[float, float], after: dict[float, float]) -> str:
+    """p50/p95/p99 upper bounds (bucket edges, ms) of the requests between two scrapes."""
+    delta = sorted((le, after[le] - before.get(le, 0.0)) for le in after)
+    total = delta[-1][1] if delta else 0.0
+    if not total:
+        return "no samples"
+    out = []
+    for q in (0.50, 0.95, 0.99):
+        edge = next(le for le, count in delta if count >= q * total)
+        out.append(f"p{int(q * 100)} <= {edge * 1000:g} ms")
+    return ", ".join(out)
 
 
 def headers(stack: BenchStack, device: Device) -> dict[str, str]:
@@ -101,14 +132,14 @@ async def peak(stack: BenchStack, devices: list[Device], compress: float) -> Pha
     """Open loop: every device once, spread evenly over 60 s / ``compress``."""
     phase = Phase(f"peak (60s/{compress:g})")
     window = 60.0 / compress
-    prepared = [(d, headers(stack, d)) for d in devices]
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     async with httpx.AsyncClient(base_url=stack.bff_url, limits=limits, timeout=30) as client:
         start = trio.current_time()
         async with trio.open_nursery() as nursery:
-            for i, (device, hdrs) in enumerate(prepared):
-                await trio.sleep_until(start + window * i / len(prepared))
-                nursery.start_soon(beat, client, stack, device, hdrs, phase)
+            for i, device in enumerate(devices):
+                await trio.sleep_until(start + window * i / len(devices))
+                # A fresh proof at send time (its iat must be within the BFF's window).
+                nursery.start_soon(beat, client, stack, device, headers(stack, device), phase)
         phase.seconds = trio.current_time() - start
     return phase
 
@@ -191,10 +222,13 @@ async def run(stack: BenchStack, args: argparse.Namespace) -> None:
         stack, devices, args.seconds, args.concurrency, "baseline /health/live", health=True
     )
     base_rate = len(baseline.latencies) / baseline.seconds
+    before = await trio.to_thread.run_sync(server_histogram, stack)
     at_peak = await peak(stack, devices, args.compress)
+    middle = await trio.to_thread.run_sync(server_histogram, stack)
     saturation = await closed_loop(
         stack, devices, args.seconds, args.concurrency, f"saturation (c={args.concurrency})"
     )
+    after = await trio.to_thread.run_sync(server_histogram, stack)
     cpu_us = await verification_cpu(stack, devices[0])
     print(
         f"\n{'phase':<28} {'requests':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}"
@@ -202,6 +236,9 @@ async def run(stack: BenchStack, args: argparse.Namespace) -> None:
     )
     for phase in (baseline, at_peak, saturation):
         print(phase.row(base_rate))
+    print("\nserver-side heartbeat latency (the BFF's histogram, bucket upper bounds):")
+    print(f"  peak:       {server_quantiles(before, middle)}")
+    print(f"  saturation: {server_quantiles(middle, after)}")
     print(f"\nDPoP proof + access token verification: {cpu_us:.0f} µs CPU per request")
 
 
