@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import time
 import uuid
 from typing import Any
@@ -152,7 +153,19 @@ def main() -> None:
     parser.add_argument("--tenant", default="tnt-demo")
     parser.add_argument("--property", default="prop-demo-1")
     parser.add_argument("--username", default="fd.demo")
+    parser.add_argument(
+        "--curl",
+        metavar="PATH",
+        help="instead of reading arrivals: print a curl command for GET $BFF_URL/PATH with a"
+        " fresh DPoP proof (single use, valid 60 s), e.g. --curl"
+        " '/bff/backoffice/v1/dashboard?propertyId=prop-demo-1'",
+    )
+    parser.add_argument("--bff-url", default=os.environ.get("BFF_URL", "http://127.0.0.1:8080"))
+    parser.add_argument("--accept", default="application/x-ndjson")
     args = parser.parse_args()
+    if args.curl:
+        print(curl_command(args))
+        return
     device = DemoDevice(args.sim_url, args.tenant, "Demo desktop")
     print(f"enrolled device {device.enroll()} (key thumbprint {device.jkt})")
     tokens = device.sign_in(args.username)
@@ -173,6 +186,18 @@ def main() -> None:
             f"{res.room_type:<4} room {res.room_number or '—':<5} eta {res.eta or '—':<6} "
             f"{res.nights}n {res.status:<11} {vip}"
         )
+
+
+def curl_command(args: argparse.Namespace) -> str:
+    """A ready-to-run curl line: enrol, sign in, then one proof for ``GET bff-url + path``."""
+    device = DemoDevice(args.sim_url, args.tenant, "Demo desktop (curl)")
+    device.enroll()
+    device.sign_in(args.username)
+    url = args.bff_url.rstrip("/") + args.curl
+    headers = device.auth_headers("GET", url.split("?", 1)[0])
+    headers.update({"X-App-Version": "1.4.0", "Accept": args.accept})
+    flags = " ".join(f"-H {shlex.quote(f'{k}: {v}')}" for k, v in headers.items())
+    return f"curl -sN {flags} {shlex.quote(url)}"
 
 
 if __name__ == "__main__":
