@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 import redis
 
+from tests.conftest import REDIS_URL
 from tests.support.procs import PrivateRedis, wait_until
 from tests.support.sim import SimHandle
 
@@ -40,7 +41,7 @@ def _bus_env(redis_url: str, prefix: str) -> dict[str, str]:
 def test_domain_events_land_on_the_bus_the_bff_consumes(
     start_sim: SimFactory, redis_prefix: str
 ) -> None:
-    url = "redis://127.0.0.1:6379/0"
+    url = REDIS_URL
     sim = start_sim(**_bus_env(url, redis_prefix))
     arrivals = sim.get("/reservation/v1/tenants/tnt-demo/properties/prop-demo-1/arrivals")
     booked = next(r for r in arrivals["items"] if r["status"] == "booked")
