@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 
+from edge.auth.principal import auth_codes
 from edge.errors import Code
 from edge.routing import Api, RouteSpec
 from schemas.errors import ErrorEnvelope
@@ -69,7 +70,8 @@ def _operation(spec: RouteSpec, view: Any, by_model: dict[Any, Any]) -> dict[str
         ok["content"] = {spec.content_type: {"schema": by_model[spec.response]}}
     op["responses"]["200"] = ok
     error_schema = by_model[ErrorEnvelope]
-    for code in (*spec.errors, Code.INTERNAL):
+    codes = dict.fromkeys((*auth_codes(spec.auth), *spec.errors, Code.INTERNAL))
+    for code in codes:
         entry = op["responses"].setdefault(
             str(code.status),
             {"description": "", "content": {"application/json": {"schema": error_schema}}},

@@ -12,6 +12,25 @@ Role = Literal["front_desk", "housekeeping", "maintenance", "fnb_manager", "gm"]
 Access = Literal["none", "read", "mutation", "sse"]
 
 
+def auth_codes(access: Access) -> tuple[Code, ...]:
+    """The errors the auth chain (edge/auth/chain.py) can answer for a route of this access."""
+    if access == "none":
+        return ()
+    codes = (
+        Code.SESSION_REQUIRED,
+        Code.DPOP_INVALID,
+        Code.SESSION_EXPIRED,
+        Code.DEVICE_MISMATCH,
+        Code.TENANT_SUSPENDED,
+        Code.PROPERTY_OUT_OF_SCOPE,
+        Code.SYNC_VERSION_BLOCKED,
+        Code.RATE_LIMITED,
+        Code.VALIDATION_FAILED,
+        Code.UPSTREAM_UNAVAILABLE,
+    )
+    return (*codes, Code.CACHE_UNAVAILABLE) if access in ("mutation", "sse") else codes
+
+
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
     """An authenticated operator on an enrolled device, inside one tenant."""
 

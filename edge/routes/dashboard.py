@@ -42,17 +42,8 @@ api = Api()
 NDJSON = "application/x-ndjson"
 JSON = "application/json; charset=utf-8"
 _encoder = msgspec.json.Encoder()
-ERRORS = (
-    Code.SESSION_REQUIRED,
-    Code.DPOP_INVALID,
-    Code.SESSION_EXPIRED,
-    Code.TENANT_SUSPENDED,
-    Code.PROPERTY_OUT_OF_SCOPE,
-    Code.SYNC_VERSION_BLOCKED,
-    Code.VALIDATION_FAILED,
-    Code.RATE_LIMITED,
-    Code.SERVICE_UNAVAILABLE,
-)
+# Besides the auth chain's codes (added to the OpenAPI document from ``auth=``):
+ERRORS = (Code.SERVICE_UNAVAILABLE,)
 
 
 class _Document(msgspec.Struct, rename="camel", kw_only=True):

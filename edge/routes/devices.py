@@ -27,16 +27,6 @@ api = Api()
 BASE = "/bff/backoffice/v1"
 JSON = "application/json; charset=utf-8"
 _encoder = msgspec.json.Encoder()
-AUTH_ERRORS = (
-    Code.SESSION_REQUIRED,
-    Code.DPOP_INVALID,
-    Code.SESSION_EXPIRED,
-    Code.DEVICE_MISMATCH,
-    Code.TENANT_SUSPENDED,
-    Code.SYNC_VERSION_BLOCKED,
-    Code.RATE_LIMITED,
-    Code.VALIDATION_FAILED,
-)
 
 
 def _json(body: msgspec.Struct, status: int = 200) -> Response:
@@ -79,7 +69,7 @@ async def refresh(services: Services) -> Response:
     tag="auth",
     response=SignedOut,
     auth="mutation",
-    errors=(*AUTH_ERRORS, Code.CACHE_UNAVAILABLE),
+    errors=(Code.SERVICE_UNAVAILABLE,),
 )
 async def sign_out(services: Services, principal: Principal) -> Response:
     assert services.actors is not None and services.upstreams is not None
@@ -106,7 +96,7 @@ async def sign_out(services: Services, principal: Principal) -> Response:
     body=HeartbeatRequest,
     response=HeartbeatResponse,
     auth="read",
-    errors=(*AUTH_ERRORS, Code.OVERLOADED, Code.SERVICE_UNAVAILABLE),
+    errors=(Code.OVERLOADED, Code.SERVICE_UNAVAILABLE),
 )
 async def heartbeat(services: Services, principal: Principal, deviceId: str) -> Response:
     body = await decode_body(HeartbeatRequest)
