@@ -13,6 +13,7 @@ import pytest
 import redis
 import trio
 
+from edge.redis_tier import RedisTier
 from ledger.migrate import migrate
 from ledger.postgres import Database
 from tests.support.procs import ServiceProcess
@@ -103,6 +104,17 @@ async def db(aio_loop: object, database_url: str) -> AsyncIterator[Database]:
         yield database
     finally:
         await database.close()
+
+
+@pytest.fixture
+async def tier(aio_loop: object, redis_prefix: str) -> AsyncIterator[RedisTier]:
+    """A Redis client on this test's key prefix (as the embedded bus and the tiers use it)."""
+    t = RedisTier("bus", REDIS_URL, redis_prefix, timeout=2.0)
+    await t.open()
+    try:
+        yield t
+    finally:
+        await t.close()
 
 
 @pytest.fixture

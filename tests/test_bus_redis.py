@@ -5,11 +5,9 @@ and consumer-group lifetime."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
-import pytest
 import trio
 
 from edge.bus.port import BusMessage, EventHandler, InboundEvent
@@ -21,21 +19,10 @@ from edge.bus.redis_streams import (
 )
 from edge.bus.subscriber import Subscriber
 from edge.redis_tier import RedisTier
-from tests.conftest import REDIS_URL
 from tests.support.waiting import eventually
 
 REVOKED = "melmastoon.iam.session.revoked.v1"
 TOPICS = ("melmastoon.iam", "melmastoon.alert")
-
-
-@pytest.fixture
-async def tier(aio_loop: object, redis_prefix: str) -> AsyncIterator[RedisTier]:
-    t = RedisTier("bus", REDIS_URL, redis_prefix, timeout=2.0)
-    await t.open()
-    try:
-        yield t
-    finally:
-        await t.close()
 
 
 def domain_event(tenant: str, subject: str = REVOKED, **data: object) -> BusMessage:

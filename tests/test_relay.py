@@ -4,7 +4,6 @@ makes rows wait, never lost or reordered."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ from edge.redis_tier import RedisTier
 from ledger.model import NewEvent
 from ledger.postgres import Database
 from ledger.store import APPEND_SQL, Ledger, batch_arguments, payload_text
-from tests.conftest import REDIS_URL
 from tests.support.procs import PrivateRedis
 from tests.support.waiting import eventually
 
@@ -29,16 +27,6 @@ TOPIC = "melmastoon.bff.backoffice"
 
 def event(stream: str, tenant: str = "tnt-a") -> NewEvent:
     return NewEvent(tenant=tenant, stream=stream, subject=SUBJECT, payload={"ok": True})
-
-
-@pytest.fixture
-async def tier(aio_loop: object, redis_prefix: str) -> AsyncIterator[RedisTier]:
-    t = RedisTier("bus", REDIS_URL, redis_prefix, timeout=2.0)
-    await t.open()
-    try:
-        yield t
-    finally:
-        await t.close()
 
 
 async def published(tier: RedisTier) -> list[LedgerEnvelope]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -21,7 +20,6 @@ from edge.bus.redis_streams import RedisStreamsPublisher, RedisStreamsSource, de
 from edge.bus.subscriber import Subscriber
 from edge.metrics import Metrics
 from edge.redis_tier import RedisTier
-from tests.conftest import REDIS_URL
 from tests.support.waiting import eventually
 
 REVOKED = "melmastoon.iam.session.revoked.v1"
@@ -143,16 +141,6 @@ async def test_poison_message_is_dead_lettered_never_handled() -> None:
     await Subscriber(source, handler).process(delivery(data=b"\x00garbage", log=log))
     assert handled == [] and log == ["ack"]
     assert source.dead and source.dead[0][1].startswith("undecodable: data is not a domain event")
-
-
-@pytest.fixture
-async def tier(aio_loop: object, redis_prefix: str) -> AsyncIterator[RedisTier]:
-    t = RedisTier("bus", REDIS_URL, redis_prefix, timeout=2.0)
-    await t.open()
-    try:
-        yield t
-    finally:
-        await t.close()
 
 
 async def test_events_reach_only_their_own_tenants_actor(tier: RedisTier) -> None:

@@ -65,8 +65,14 @@ def private_pg_dir(scope: str) -> Path:
     return STATE / scope
 
 
-def _as_pg_user(argv: list[str]) -> list[str]:
+def as_pg_user(argv: list[str]) -> list[str]:
+    """Postgres refuses to run as root: as root, run its tools as ``nobody``."""
     return ["runuser", "-u", "nobody", "--", *argv] if os.geteuid() == 0 else argv
+
+
+def initdb_argv(initdb: str, data: Path) -> list[str]:
+    """A throwaway cluster: trust auth on 127.0.0.1 only, no fsync at creation."""
+    return [initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]
 
 
 def ensure_postgres(
@@ -94,19 +100,7 @@ def ensure_postgres(
     if not (data / "PG_VERSION").exists():
         say(f"initialising a private Postgres cluster in {data}")
         subprocess.run(
-            _as_pg_user(
-                [
-                    initdb,
-                    "-D",
-                    str(data),
-                    "-U",
-                    "postgres",
-                    "--auth=trust",
-                    "-E",
-                    "UTF8",
-                    "--no-sync",
-                ]
-            ),
+            as_pg_user(initdb_argv(initdb, data)),
             check=True,
             capture_output=True,
             cwd=tempfile.gettempdir(),
@@ -114,7 +108,7 @@ def ensure_postgres(
     opts = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={base} -c fsync=off"
     say(f"starting private Postgres on 127.0.0.1:{port}")
     subprocess.run(
-        _as_pg_user(
+        as_pg_user(
             [
                 pg_ctl,
                 "-D",
@@ -133,7 +127,7 @@ def ensure_postgres(
         capture_output=True,
         cwd=tempfile.gettempdir(),
     )
-    stop = _as_pg_user([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"])
+    stop = as_pg_user([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"])
     if record:
         save(Record(name="postgres", pid=_pg_pid(data), marker="postgres", port=port, stop=stop))
     return private_url, stop

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import httpx
 
+from ops.devstack.deps import as_pg_user, initdb_argv, pg_binary
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -153,13 +155,10 @@ class PrivateRedis(Proc):
 
 
 def _pg_bin(name: str) -> str:
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)
-    if not candidates:
+    found = pg_binary(name)
+    if found is None:
         raise FileNotFoundError(f"{name} not found (install postgresql)")
-    return str(candidates[0])
+    return found
 
 
 class PrivatePostgres:
@@ -174,25 +173,11 @@ class PrivatePostgres:
         self.data = self.dir / "data"
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         os.chmod(self.dir, 0o777)
-        self._run(
-            [
-                _pg_bin("initdb"),
-                "-D",
-                str(self.data),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ]
-        )
+        self._run(initdb_argv(_pg_bin("initdb"), self.data))
         self.start()
 
     def _run(self, argv: list[str]) -> None:
-        if os.geteuid() == 0:
-            argv = ["runuser", "-u", "nobody", "--", *argv]
-        subprocess.run(argv, check=True, capture_output=True, cwd="/tmp")
+        subprocess.run(as_pg_user(argv), check=True, capture_output=True, cwd="/tmp")
 
     def start(self) -> None:
         opts = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.dir}"
