@@ -11,6 +11,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from edge.asgi import REQUEST_ID_KEY, ROUTE_KEY, ASGIApp, RequestContext, ShieldFinalSend
+from edge.dashboard.docs import document_widgets
 from edge.errors import ApiError, Code, code_for_status, envelope_bytes
 from edge.openapi import build_openapi
 from edge.routes import dashboard, devices, health, testing, workbench
@@ -40,7 +41,9 @@ def create_app(services: Services) -> QuartTrio:
     for table in tables:
         table.install(app, context=services)
         document.routes.extend(table.routes)
-    openapi = msgspec.json.encode(build_openapi(document, version=VERSION))
+    spec = build_openapi(document, version=VERSION)
+    document_widgets(spec)
+    openapi = msgspec.json.encode(spec)
 
     @app.get("/openapi.json")
     async def openapi_json() -> Response:

@@ -28,4 +28,9 @@ def test_openapi_document(start_bff: ServiceFactory) -> None:
         assert ref.rsplit("/", 1)[1] in schemas, ref
     assert "ErrorEnvelope" in schemas
     assert "PAYLOAD_TOO_LARGE" in document["info"]["description"]
+    widgets = document["x-widgets"]
+    assert len(widgets) >= 24
+    assert len({u for w in widgets.values() for u in w["upstreams"]}) >= 8
+    data = schemas["WidgetLine"]["properties"]["data"]["anyOf"]
+    assert {w["data"]["$ref"] for w in widgets.values()} <= {r.get("$ref") for r in data}
     json.dumps(document)

@@ -10,6 +10,7 @@ so its line's ``source`` names exactly the service whose failure greys it out.
 from __future__ import annotations
 
 import hashlib
+import typing
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, get_args
@@ -45,6 +46,7 @@ class Widget:
     roles: frozenset[Role]
     deadline_s: float
     render: Render
+    data_type: type[msgspec.Struct]  # the shape of ``data`` when the widget is ok (OpenAPI)
 
     @property
     def upstream(self) -> UpstreamName:
@@ -102,6 +104,7 @@ def _widget(
         frozenset(roles.split()),  # type: ignore[arg-type]
         deadline_s,
         lambda values, role: render(values[0]),
+        _returns(render),
     )
 
 
@@ -118,7 +121,13 @@ def _by_role(
         frozenset(roles.split()),  # type: ignore[arg-type]
         deadline_s,
         lambda values, role: render(values[0], role),
+        _returns(render),
     )
+
+
+def _returns(render: Callable[..., msgspec.Struct]) -> type[msgspec.Struct]:
+    data_type: type[msgspec.Struct] = typing.get_type_hints(render)["return"]
+    return data_type
 
 
 ALL = f"{FD} {HK} {MT} {FNB} {GM}"
