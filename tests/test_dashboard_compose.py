@@ -112,7 +112,9 @@ async def test_a_fetch_without_any_timeout_of_its_own_cannot_hold_the_compositio
         await trio.sleep_forever()
 
     stuck = Source("stuck.call", "analytics", forever)
-    hung = Widget("stuck.widget", (stuck,), frozenset({"gm"}), 0.3, lambda v, r: v[0])
+    hung = Widget(
+        "stuck.widget", (stuck,), frozenset({"gm"}), 0.3, lambda v, r: v[0], msgspec.Struct
+    )
     base = plan_for("maintenance")
     widgets = (*base.widgets, hung)
     plan = Plan("gm", widgets, (*base.sources, stuck), "test", frozenset(w.id for w in widgets))
