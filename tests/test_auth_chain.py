@@ -196,6 +196,15 @@ def test_proof_key_is_not_the_token_key(desk: Desktop) -> None:
     assert "key" in body["message"]
 
 
+def test_token_without_cnf_is_not_dpop_bound(desk: Desktop, sim: SimHandle) -> None:
+    unbound = sim.post(f"/_sim/iam/sessions/{desk.session_id}/token", json={"omit": ["cnf"]})
+    token = unbound["accessToken"]
+    headers = _proof_headers(desk, access_token=token)
+    headers["Authorization"] = f"DPoP {token}"
+    body = _error(desk.http.get(WHOAMI, headers=headers), 401, "DPOP_INVALID")
+    assert "not DPoP-bound" in body["message"]
+
+
 def test_tampered_token_signature_is_session_expired(desk: Desktop) -> None:
     assert desk.device.tokens is not None
     head, payload, sig = desk.device.tokens.access_token.split(".")

@@ -37,7 +37,7 @@ def test_sign_in_issues_a_token_bound_to_the_device_key(sim: SimHandle) -> None:
     assert (claims.sub, claims.tid, claims.role) == ("opr-gm-demo", "tnt-demo", "gm")
     assert claims.pids == ["prop-demo-1", "prop-demo-2"]
     assert (claims.did, claims.sid) == (device.device_id, tokens.session_id)
-    assert claims.cnf.jkt == device.jkt
+    assert claims.cnf is not None and claims.cnf.jkt == device.jkt
     assert claims.exp - claims.iat == tokens.expires_in == 900
     assert _header(tokens.access_token)["typ"] == "at+jwt"
     info = sim.get(f"/iam/v1/sessions/{tokens.session_id}")
@@ -111,7 +111,8 @@ def test_refresh_needs_the_same_key_and_rotates_the_refresh_token(sim: SimHandle
     second = device.refresh()  # the failed attempt did not burn the refresh token
     assert second.session_id == first.session_id
     assert second.refresh_token != first.refresh_token
-    assert _verify(sim, second.access_token).cnf.jkt == device.jkt
+    cnf = _verify(sim, second.access_token).cnf
+    assert cnf is not None and cnf.jkt == device.jkt
     device.tokens = first
     reused = device.refresh_response()
     assert reused.status_code == 401 and reused.json()["error"]["code"] == "invalid_grant"

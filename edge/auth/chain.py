@@ -130,6 +130,8 @@ class AuthChain:
         if proof_error is not None:
             raise _reject(Code.DPOP_INVALID, f"DPoP proof: {proof_error}", "invalid_dpop_proof")
         claims = await self._verify_token(token)
+        if claims.cnf is None:
+            raise _reject(Code.DPOP_INVALID, "token is not DPoP-bound (no cnf)", "invalid_token")
         if not hmac.compare_digest(claims.cnf.jkt, proof.jkt):
             raise _reject(
                 Code.DPOP_INVALID, "DPoP key is not the token's key", "invalid_dpop_proof"

@@ -13,6 +13,7 @@ from ops.sim.context import Sim, not_found
 from ops.sim.faults import FaultSpec
 from ops.sim.generate import ALERT_TEMPLATES, SUGGESTION_TEMPLATES, make_suggestion
 from ops.sim.http import HttpError, Request, Response, Router
+from ops.sim.identity import Session
 from ops.sim.services import ai, iam, maintenance, notification
 from ops.sim.world import PropertyState, utc_now
 from schemas.upstream.maintenance import WorkOrderCreate
@@ -61,6 +62,7 @@ def register(router: Router, sim: Sim) -> None:
     add("POST", "/_sim/reset", lambda r: reset(sim))
     add("GET", "/_sim/today", lambda r: today(sim))
     add("POST", "/_sim/iam/rotate-keys", lambda r: rotate_keys(sim, r))
+    add("POST", "/_sim/iam/sessions/{sessionId}/token", lambda r: mint_token(sim, r))
     add("GET", "/_sim/iam/sessions", lambda r: _ok([s.info() for s in sim.iam.sessions.values()]))
     add("POST", "/_sim/iam/sessions/{sessionId}/revoke", lambda r: revoke_session(sim, r))
     add("POST", "/_sim/iam/operators/{username}/disable", lambda r: disable(sim, r))
@@ -131,6 +133,33 @@ async def rotate_keys(sim: Sim, request: Request) -> Response:
     body: RotateRequest = request.decode(RotateRequest)
     kid = sim.iam.keys.rotate(retain_previous=body.retain_previous)
     return Response(200, {"kid": kid, "kids": [k.kid for k in sim.iam.keys.jwks().keys]})
+
+
+class MintRequest(msgspec.Struct, kw_only=True):
+    """An access token for a session, signed by iam's key, without the named claims (to test
+    how a BFF treats tokens iam would never issue, such as one without ``cnf``)."""
+
+    omit: list[Literal["cnf", "pids", "did", "sid", "tid", "role"]] = msgspec.field(
+        default_factory=list
+    )
+
+
+async def mint_token(sim: Sim, request: Request) -> Response:
+    session = sim.iam.sessions.get(request.params["sessionId"])
+    if session is None:
+        raise not_found("session")
+    body: MintRequest = request.decode(MintRequest)
+    claims = msgspec.to_builtins(sim.iam.access_claims(session, _operator_by_id(sim, session)))
+    for name in body.omit:
+        claims.pop(name, None)
+    return Response(200, {"accessToken": sim.iam.keys.sign(claims, "at+jwt")})
+
+
+def _operator_by_id(sim: Sim, session: Session) -> Operator:
+    op = sim.world.operators.get(session.operator_id)
+    if op is None:
+        raise not_found("operator")
+    return op
 
 
 async def revoke_session(sim: Sim, request: Request) -> Response:

@@ -72,7 +72,7 @@ class SigningKeys:
             )
         return Jwks(keys=out)
 
-    def sign(self, claims: msgspec.Struct, typ: str) -> str:
+    def sign(self, claims: msgspec.Struct | dict[str, Any], typ: str) -> str:
         key = self._keys[0]
         token = jwt.JWT(
             header={"alg": "ES256", "kid": key["kid"], "typ": typ},
@@ -197,8 +197,11 @@ class IamState:
         return self.sessions.get(sid) if sid else None
 
     def access_token(self, session: Session, operator: Operator) -> str:
+        return self.keys.sign(self.access_claims(session, operator), "at+jwt")
+
+    def access_claims(self, session: Session, operator: Operator) -> AccessTokenClaims:
         now = int(time.time())
-        claims = AccessTokenClaims(
+        return AccessTokenClaims(
             iss=self.config.issuer,
             aud=self.config.audience,
             sub=operator.id,
@@ -212,7 +215,6 @@ class IamState:
             exp=now + self.config.access_ttl_s,
             jti=uuid.uuid4().hex,
         )
-        return self.keys.sign(claims, "at+jwt")
 
     def attestation(self, session: Session, action: StepUpAction) -> str:
         now = int(time.time())

@@ -126,7 +126,9 @@ class AccessTokenClaims(msgspec.Struct, kw_only=True):
     role: Role
     did: str
     sid: str
-    cnf: Confirmation
+    # Always present in tokens iam issues to devices; optional here so that a token without
+    # it reaches the binding check and is refused as not DPoP-bound (DPOP_INVALID).
+    cnf: Confirmation | None = None
     iat: int
     exp: int
     jti: str
