@@ -98,7 +98,6 @@ class AuthChain:
         self.floor = floor
         self.metrics = metrics
         self.local_replay = LocalReplayCache()
-        self.local_revoked: set[str] = set()
         self.proof_max_age_s = settings.dpop_max_age_s
         self.proof_max_future_s = settings.dpop_max_future_s
         # Set by the actor runtime: opens the BackofficeSession on a device's first call.
@@ -238,10 +237,10 @@ class AuthChain:
                 "session tier down: local replay/revocation checks", extra={"error": str(exc)}
             )
             fresh = self.local_replay.add_once(f"{tenant}:{digest}", replay_ttl)
-            return TierChecks(not fresh, sid in self.local_revoked, False, 0, True)
+            return TierChecks(not fresh, (tenant, sid) in self.sessions.revoked, False, 0, True)
         return TierChecks(
             replayed=not stored,
-            revoked=bool(revoked) or sid in self.local_revoked,
+            revoked=bool(revoked) or (tenant, sid) in self.sessions.revoked,
             session_known=bool(known),
             request_count=int(count),
             tier_down=False,

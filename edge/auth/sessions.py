@@ -12,6 +12,8 @@ Keys (all under ``<prefix>:<tenant>:``):
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from datetime import datetime
 
 import msgspec
@@ -36,9 +38,32 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(BackofficeSession)
 
 
+class RevokedSessions:
+    """This process's own memory of the sessions it closed (bounded, 12 h): while the session
+    tier is down, the auth chain still rejects what this instance knows to be revoked."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._until: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._capacity = capacity
+
+    def add(self, tenant: str, sid: str) -> None:
+        self._until[(tenant, sid)] = time.monotonic() + SESSION_TTL_S
+        self._until.move_to_end((tenant, sid))
+        while len(self._until) > self._capacity:
+            self._until.popitem(last=False)
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        until = self._until.get(key)
+        return until is not None and until > time.monotonic()
+
+
+PROCESS_REVOKED = RevokedSessions()
+
+
 class SessionStore:
-    def __init__(self, tier: RedisTier) -> None:
+    def __init__(self, tier: RedisTier, revoked: RevokedSessions = PROCESS_REVOKED) -> None:
         self.tier = tier
+        self.revoked = revoked
 
     def session_key(self, tenant: str, sid: str) -> str:
         return self.tier.key(tenant, "session", sid)
@@ -72,6 +97,7 @@ class SessionStore:
 
     async def close(self, tenant: str, sid: str, device_id: str) -> None:
         """Mark ``sid`` revoked (all instances reject it from now on) and drop its blob."""
+        self.revoked.add(tenant, sid)  # first, so this instance rejects it even if Redis is down
 
         async def write(r: Client) -> None:
             pipe = r.pipeline(transaction=True)
