@@ -26,7 +26,7 @@ from actors.messages import CommandId, DomainEvent, GetState, Handled, Identifie
 from actors.notices import Notice, NoticeHub
 from actors.ports import EventLog
 from edge.auth.sessions import BackofficeSession, SessionStore
-from edge.redis_tier import RedisTier, TierUnavailable
+from edge.redis_tier import RedisTier, TierUnavailable, text
 from ledger.device_status import DeviceStatusStore
 from ledger.model import SUBJECT_PREFIX
 
@@ -224,8 +224,8 @@ class DeviceActor(EventSourced[DeviceState]):
             )
         self.state = msgspec.structs.replace(
             self.state,
-            session_ref=_text(session_ref),
-            sync_cursor=_text(cursor),
+            session_ref=None if session_ref is None else text(session_ref),
+            sync_cursor=None if cursor is None else text(cursor),
             heartbeat_count=status.heartbeat_count if status else 0,
             last_seen_at=status.last_seen_at if status else None,
             app_version=status.app_version if status else None,
@@ -347,12 +347,6 @@ def _ended(reason: str) -> Notice:
     if reason == "sign_out":
         return Notice(event=END_OF_STREAM, data={"reason": reason})
     return Notice(event="session", data={"kind": "force_logout", "reason": reason})
-
-
-def _text(value: object) -> str | None:
-    if value is None:
-        return None
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def device_kind(deps: DeviceDeps) -> ActorKind:

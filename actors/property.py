@@ -29,7 +29,7 @@ from actors.ports import EventLog
 from edge.dashboard.flight import Flight
 from edge.dashboard.invalidation import Affected, affected_by, dashboard_name, is_affected
 from edge.dashboard.workbench import ViewSpec
-from edge.redis_tier import Client, RedisTier, TierUnavailable
+from edge.redis_tier import Client, RedisTier, TierUnavailable, text
 from ledger.model import SUBJECT_PREFIX
 from schemas.dashboard import Role, WorkbenchView
 
@@ -191,7 +191,7 @@ class PropertyActor(EventSourced[PropertyState]):
                 "cache index not loaded", extra={"actor": str(self.address), "error": str(exc)}
             )
             names = set()
-        self._set_cache_keys({_text(n) for n in names})
+        self._set_cache_keys({text(n) for n in names})
 
     def _set_cache_keys(self, names: set[str]) -> None:
         self.state = msgspec.structs.replace(self.state, cache_keys=tuple(sorted(names)))
@@ -303,10 +303,6 @@ class PropertyActor(EventSourced[PropertyState]):
             return await self._cache.run(op)
         except TierUnavailable as exc:
             raise DependencyUnavailable(self.address, str(exc)) from exc
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def property_kind(

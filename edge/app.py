@@ -10,12 +10,12 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from edge.asgi import REQUEST_ID_KEY, ROUTE_KEY, ASGIApp, RequestContext, ShieldFinalSend
+from edge.asgi import ROUTE_KEY, ASGIApp, RequestContext, ShieldFinalSend
 from edge.dashboard.docs import document_widgets
 from edge.errors import ApiError, Code, code_for_status, envelope_bytes
 from edge.openapi import build_openapi
 from edge.routes import dashboard, devices, health, testing, workbench
-from edge.routing import Api
+from edge.routing import Api, request_id
 from edge.services import Services
 
 log = logging.getLogger("bff.app")
@@ -80,7 +80,7 @@ def create_app(services: Services) -> QuartTrio:
             "unhandled exception",
             exc_info=exc,
             extra={
-                "requestId": _request_id(),
+                "requestId": request_id(),
                 "route": cast(dict[str, Any], request.scope).get(ROUTE_KEY),
             },
         )
@@ -94,14 +94,9 @@ def _scope() -> dict[str, Any]:
     return cast(dict[str, Any], request.scope)
 
 
-def _request_id() -> str:
-    value: Any = _scope().get(REQUEST_ID_KEY, "")
-    return str(value)
-
-
 def _error(services: Services, code: Code, message: str, headers: dict[str, str]) -> Response:
     services.metrics.errors.labels(code.wire).inc()
-    body = envelope_bytes(code, message, _request_id())
+    body = envelope_bytes(code, message, request_id())
     return Response(body, status=code.status, content_type=JSON, headers=headers)
 
 

@@ -90,5 +90,10 @@ class RedisTier:
         await self.run(lambda r: _ping(r), timeout)
 
 
+def text(value: bytes | str | object) -> str:
+    """A Redis reply as text (redis-py returns bytes unless asked to decode)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 async def _ping(client: Any) -> bool:
     return bool(await client.ping())

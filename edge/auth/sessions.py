@@ -18,7 +18,7 @@ from datetime import datetime
 
 import msgspec
 
-from edge.redis_tier import Client, RedisTier
+from edge.redis_tier import Client, RedisTier, text
 
 SESSION_TTL_S = 12 * 3600
 
@@ -105,15 +105,11 @@ class SessionStore:
             pipe.delete(self.session_key(tenant, sid))
             await pipe.execute()
             current = await r.get(self.device_key(tenant, device_id))
-            if current is not None and _text(current) == sid:
+            if current is not None and text(current) == sid:
                 await r.delete(self.device_key(tenant, device_id))
 
         await self.tier.run(write)
 
     async def devices_of(self, tenant: str, operator_id: str) -> list[str]:
         members = await self.tier.run(lambda r: r.smembers(self.operator_key(tenant, operator_id)))
-        return sorted(_text(m) for m in members)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+        return sorted(text(m) for m in members)

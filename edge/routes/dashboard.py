@@ -18,7 +18,6 @@ import msgspec
 import trio
 from quart import Response, request
 
-from edge.asgi import REQUEST_ID_KEY
 from edge.auth.principal import Principal
 from edge.dashboard.catalogue import Plan, plan_for
 from edge.dashboard.composer import WidgetResult, unavailable
@@ -26,7 +25,7 @@ from edge.dashboard.engine import DashboardEngine
 from edge.dashboard.flight import Flight
 from edge.dashboard.telemetry import DASHBOARD_VIEWED
 from edge.errors import ApiError, Code
-from edge.routing import Api, decode_query
+from edge.routing import Api, decode_query, request_id
 from edge.services import Services
 from schemas.dashboard import (
     BeginLine,
@@ -91,7 +90,7 @@ async def dashboard(services: Services, *, principal: Principal) -> Response:
         query.property_id,
         principal.role,
         "stream" if stream else "json",
-        str(request.scope.get(REQUEST_ID_KEY) or "") or None,
+        request_id() or None,
     )
     if stream:
         response = Response(_lines(services, engine, view), content_type=NDJSON)

@@ -15,16 +15,15 @@ from typing import Any
 
 import msgspec
 import trio
-from quart import Response, request
+from quart import Response
 
-from edge.asgi import REQUEST_ID_KEY
 from edge.auth.principal import Principal
 from edge.dashboard.engine import DashboardEngine
 from edge.dashboard.flight import Flight
 from edge.dashboard.telemetry import WORKBENCH_OPENED
 from edge.dashboard.workbench import ViewSpec
 from edge.errors import ApiError, Code
-from edge.routing import Api, decode_query
+from edge.routing import Api, decode_query, request_id
 from edge.services import Services
 from schemas import dashboard as d
 
@@ -207,12 +206,11 @@ def _record(
         duration_ms=round((time.perf_counter() - started) * 1000, 2),
         error_code=error,
     )
-    request_id = str(request.scope.get(REQUEST_ID_KEY) or "") or None
     engine.telemetry.record(
         WORKBENCH_OPENED,
         payload,
         tenant=principal.tenant,
         operator_id=principal.operator_id,
         device_id=principal.device_id,
-        request_id=request_id,
+        request_id=request_id() or None,
     )
