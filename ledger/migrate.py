@@ -97,6 +97,17 @@ async def ensure_database(dsn: str) -> bool:
         await trio_asyncio.aio_as_trio(conn.close)()
 
 
+async def admin_sql(admin_url: str, sql: str) -> None:
+    """Run one statement (``CREATE DATABASE`` …) on its own connection, in its own trio-asyncio
+    loop: for scripts and test fixtures that manage whole databases from plain ``trio.run``."""
+    async with trio_asyncio.open_loop():
+        conn = await trio_asyncio.aio_as_trio(asyncpg.connect)(admin_url, timeout=10)
+        try:
+            await trio_asyncio.aio_as_trio(conn.execute)(sql)
+        finally:
+            await trio_asyncio.aio_as_trio(conn.close)()
+
+
 async def _main(dsn: str, create: bool) -> list[int]:
     async with trio_asyncio.open_loop():
         if create:

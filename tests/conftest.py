@@ -14,7 +14,7 @@ import redis
 import trio
 
 from edge.redis_tier import RedisTier
-from ledger.migrate import migrate
+from ledger.migrate import admin_sql, migrate
 from ledger.postgres import Database
 from tests.support.procs import ServiceProcess
 from tests.support.sim import sim, sim_process, start_sim  # noqa: F401
@@ -31,14 +31,7 @@ def _dsn_for(name: str) -> str:
 
 
 async def _admin(sql: str, admin_url: str = PG_ADMIN_URL) -> None:
-    import asyncpg
-
-    async with trio_asyncio.open_loop():
-        conn = await trio_asyncio.aio_as_trio(asyncpg.connect)(admin_url, timeout=10)
-        try:
-            await trio_asyncio.aio_as_trio(conn.execute)(sql)
-        finally:
-            await trio_asyncio.aio_as_trio(conn.close)()
+    await admin_sql(admin_url, sql)
 
 
 async def _create_and_migrate(dsn: str, name: str, admin_url: str = PG_ADMIN_URL) -> None:

@@ -22,7 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import trio
-import trio_asyncio
+
+from ledger.migrate import admin_sql
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,17 +56,6 @@ def _wait(url: str, timeout: float = 60) -> None:
     raise TimeoutError(url)
 
 
-async def _admin(admin_url: str, sql: str) -> None:
-    import asyncpg
-
-    async with trio_asyncio.open_loop():
-        conn = await trio_asyncio.aio_as_trio(asyncpg.connect)(admin_url, timeout=10)
-        try:
-            await trio_asyncio.aio_as_trio(conn.execute)(sql)
-        finally:
-            await trio_asyncio.aio_as_trio(conn.close)()
-
-
 @contextmanager
 def bench_stack(*, sim_env: dict[str, str] | None = None, **bff_env: str) -> Iterator[BenchStack]:
     base = os.environ.get("BFF_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/bff_backoffice")
@@ -76,7 +66,7 @@ def bench_stack(*, sim_env: dict[str, str] | None = None, **bff_env: str) -> Ite
     database_url = urlunsplit(parts._replace(path=f"/{name}"))
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     logs = Path(tempfile.mkdtemp(prefix="bff-bench-"))
-    trio.run(_admin, admin, f'CREATE DATABASE "{name}"')
+    trio.run(admin_sql, admin, f'CREATE DATABASE "{name}"')
     procs: list[subprocess.Popen[bytes]] = []
     try:
         env = {**os.environ, "BFF_DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
@@ -128,7 +118,7 @@ def bench_stack(*, sim_env: dict[str, str] | None = None, **bff_env: str) -> Ite
         for proc in reversed(procs):
             proc.terminate()
             proc.wait(timeout=20)
-        trio.run(_admin, admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        trio.run(admin_sql, admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         import redis
 
         client = redis.Redis.from_url(redis_url)

@@ -246,26 +246,10 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def _private_test_redis(work: Path) -> tuple[subprocess.Popen[bytes], int]:
-    binary = shutil.which("redis-server")
-    if not binary:
-        deps.apt_install("redis-server")
-        binary = shutil.which("redis-server") or "redis-server"
     port = free_port()
     say(f"starting a throwaway Redis for the tests on 127.0.0.1:{port}")
     proc = subprocess.Popen(
-        [
-            binary,
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(work),
-            "--port",
-            str(port),
-        ],
+        deps.redis_argv(port, work),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

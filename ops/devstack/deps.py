@@ -143,6 +143,29 @@ def _pg_pid(data: Path) -> int:
 # --- Redis --------------------------------------------------------------------------------------
 
 
+def redis_argv(port: int, data: Path) -> list[str]:
+    """A throwaway redis-server on 127.0.0.1:``port`` that keeps nothing on disk (installed with
+    apt when missing and running as root)."""
+    if not shutil.which("redis-server"):
+        apt_install("redis-server")
+    binary = shutil.which("redis-server")
+    if not binary:
+        raise MissingDependency("redis-server not found after install")
+    return [
+        binary,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(data),
+    ]
+
+
 def ensure_redis(
     url: str, *, name: str = "redis", port: int = PRIVATE_REDIS_PORT
 ) -> tuple[str, bool]:
@@ -153,29 +176,12 @@ def ensure_redis(
     private_url = with_port(url, port)
     if port_open(port):
         return private_url, False
-    if not shutil.which("redis-server"):
-        apt_install("redis-server")
-    binary = shutil.which("redis-server")
-    if not binary:
-        raise MissingDependency("redis-server not found after install")
     data = STATE / name
     data.mkdir(parents=True, exist_ok=True)
     say(f"starting private Redis on 127.0.0.1:{port}")
     spawn(
         name,
-        [
-            binary,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(data),
-        ],
+        redis_argv(port, data),
         {},
         port=port,
         marker=str(port),

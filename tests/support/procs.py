@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from ops.devstack.deps import as_pg_user, initdb_argv, pg_binary
+from ops.devstack.deps import as_pg_user, initdb_argv, pg_binary, redis_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -136,20 +136,7 @@ class PrivateRedis(Proc):
         self.start()
 
     def start(self) -> None:
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        argv = [
-            binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self._log_dir),
-        ]
+        argv = redis_argv(self.port, self._log_dir)
         super().__init__(f"redis-{self.port}", argv, {}, self._log_dir)
         wait_until(lambda: port_open(self.port), 10, "private redis")
 
