@@ -53,9 +53,6 @@ class NoticeHub:
             send.close()
             receive.close()
 
-    def subscriber_count(self, tenant: str, device_id: str) -> int:
-        return len(self._subscribers.get((tenant, device_id), ()))
-
     def _discard(
         self, tenant: str, device_id: str, channel: trio.MemorySendChannel[Notice]
     ) -> None:

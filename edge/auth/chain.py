@@ -113,7 +113,6 @@ class AuthChain:
 
     async def _check(self, access: Access, path_params: Mapping[str, Any]) -> Principal:
         token = self._access_token()
-        proof_error: DpopInvalid | None = None
         try:
             proof = verify_proof(
                 self._one_proof(),
@@ -125,9 +124,7 @@ class AuthChain:
                 max_future_s=self.proof_max_future_s,
             )
         except DpopInvalid as exc:
-            proof_error = exc
-        if proof_error is not None:
-            raise _reject(Code.DPOP_INVALID, f"DPoP proof: {proof_error}", "invalid_dpop_proof")
+            raise _reject(Code.DPOP_INVALID, f"DPoP proof: {exc}", "invalid_dpop_proof") from None
         claims = await self._verify_token(token)
         if claims.cnf is None:
             raise _reject(Code.DPOP_INVALID, "token is not DPoP-bound (no cnf)", "invalid_token")

@@ -35,7 +35,6 @@ class BackofficeSession(msgspec.Struct, frozen=True, kw_only=True, rename="camel
 
 
 _encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(BackofficeSession)
 
 
 class RevokedSessions:
@@ -90,10 +89,6 @@ class SessionStore:
             await pipe.execute()
 
         await self.tier.run(write)
-
-    async def get(self, tenant: str, sid: str) -> BackofficeSession | None:
-        raw = await self.tier.run(lambda r: r.get(self.session_key(tenant, sid)))
-        return None if raw is None else _decoder.decode(raw)
 
     async def close(self, tenant: str, sid: str, device_id: str) -> None:
         """Mark ``sid`` revoked (all instances reject it from now on) and drop its blob."""
