@@ -22,9 +22,9 @@ from werkzeug.exceptions import HTTPException
 from actors.address import ActorAddress, Name
 from actors.errors import ActorError, UnknownKind, WrongMessage, error_code
 from actors.system import ActorInfo, ActorSystem
+from edge.api import Api, decode_body, decode_query, validation_message
 from edge.asgi import ShieldFinalSend
 from edge.errors import ApiError, Code, code_for_status, envelope_bytes
-from edge.routing import Api, decode_body, decode_query, validation_message
 
 log = logging.getLogger("bff.actors.admin")
 JSON = "application/json; charset=utf-8"

@@ -12,8 +12,8 @@ from actors.property import KIND as PROPERTY
 from actors.property import Compositions, property_kind
 from edge.auth.sessions import SessionStore
 from edge.redis_tier import RedisTier
+from ledger.database import Database
 from ledger.device_status import DeviceStatusStore
-from ledger.postgres import Database
 
 
 def standard_kinds(

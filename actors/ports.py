@@ -1,5 +1,5 @@
 """What actors need from the ledger, as a protocol: actors depend on this, not on
-``ledger.store.Ledger``, so the runtime can be exercised against any append-only log."""
+``ledger.appendlog.Ledger``, so the runtime can be exercised against any append-only log."""
 
 from __future__ import annotations
 

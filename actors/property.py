@@ -28,7 +28,7 @@ from actors.messages import DomainEvent, GetState, Handled, Identifier, Message
 from actors.ports import EventLog
 from edge.dashboard.flight import Flight
 from edge.dashboard.invalidation import Affected, affected_by, dashboard_name, is_affected
-from edge.dashboard.workbench import ViewSpec
+from edge.dashboard.views import ViewSpec
 from edge.redis_tier import Client, RedisTier, TierUnavailable, text
 from ledger.model import SUBJECT_PREFIX
 from schemas.dashboard import Role, WorkbenchView

@@ -15,10 +15,10 @@ import trio
 from actors.admin import serve_admin
 from actors.config import ActorConfig
 from actors.device import OpenSession
+from actors.dispatch import route_domain_event
 from actors.errors import ActorError, SystemNotRunning
 from actors.kinds import device, standard_kinds
 from actors.ports import EventLog
-from actors.routing import route_domain_event
 from actors.system import ActorSystem
 from edge.auth.principal import Principal
 from edge.auth.sessions import SessionStore
@@ -64,7 +64,7 @@ async def _event_log(nursery: trio.Nursery, services: Services) -> EventLog:
     writer (several writers are safe: the ledger serialises batches in Postgres)."""
     if services.ledger is not None:
         return services.ledger
-    from ledger.store import Ledger
+    from ledger.appendlog import Ledger
 
     ledger = Ledger(services.db, metrics=services.metrics)
     await nursery.start(ledger.run)

@@ -10,12 +10,12 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from edge.api import Api, request_id
 from edge.asgi import ROUTE_KEY, ASGIApp, RequestContext, ShieldFinalSend
 from edge.dashboard.docs import document_widgets
 from edge.errors import ApiError, Code, code_for_status, envelope_bytes
 from edge.openapi import build_openapi
 from edge.routes import dashboard, devices, health, testing, workbench
-from edge.routing import Api, request_id
 from edge.services import Services
 
 log = logging.getLogger("bff.app")

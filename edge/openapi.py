@@ -6,9 +6,9 @@ from typing import Any
 
 import msgspec
 
+from edge.api import Api, RouteSpec
 from edge.auth.principal import auth_codes
 from edge.errors import Code
-from edge.routing import Api, RouteSpec
 from schemas.errors import ErrorEnvelope
 
 REF = "#/components/schemas/{name}"

@@ -15,7 +15,7 @@ from edge.readiness import Probe, ReadinessBoard
 from edge.redis_tier import RedisTier, TierUnavailable
 from edge.settings import Settings
 from edge.upstream.wiring import build_upstreams, close_upstreams, readiness_probe
-from ledger.postgres import Database, DatabaseUnavailable
+from ledger.database import Database, DatabaseUnavailable
 from schemas.health import DependencyCheck
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from edge.bus.port import EventHandler
     from edge.dashboard.engine import DashboardEngine
     from edge.upstream.apis import Upstreams
-    from ledger.store import Ledger
+    from ledger.appendlog import Ledger
 
 log = logging.getLogger("bff.services")
 

@@ -1,7 +1,7 @@
 """Audit reads over the ledger: the replay of a tenant's trail and the invariant checks behind
 ``./ops/ledger verify``.
 
-What "verified" means (see ``ledger/store.py`` for why these hold by construction):
+What "verified" means (see ``ledger/appendlog.py`` for why these hold by construction):
 
 * positions: the rows are exactly ``pruned_through + 1 … head`` — no gap, none beyond the head;
 * streams: each stream's versions are dense, increase with position, end at the version
@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 
 import msgspec
 
+from ledger.appendlog import READ_COLUMNS, to_recorded
+from ledger.database import Connection, Database, Record
 from ledger.model import RecordedEvent
-from ledger.postgres import Connection, Database, Record
-from ledger.store import READ_COLUMNS, to_recorded
 
 _FILTER = (
     " WHERE tenant = $1 AND ($2::text IS NULL OR stream = $2)"

@@ -10,7 +10,7 @@ from datetime import datetime
 
 import msgspec
 
-from ledger.postgres import Database
+from ledger.database import Database
 
 RECENT_COMMANDS = 32
 

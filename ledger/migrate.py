@@ -17,7 +17,7 @@ import asyncpg
 import trio
 import trio_asyncio
 
-from ledger.postgres import Database
+from ledger.database import Database
 
 MIGRATION_LOCK = 0x6C656467  # "ledg"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")

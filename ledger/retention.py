@@ -26,8 +26,8 @@ from datetime import UTC, datetime, timedelta
 import trio
 
 from edge.metrics import Metrics
-from ledger.postgres import Database
-from ledger.store import RETRYABLE_DB_ERRORS
+from ledger.appendlog import RETRYABLE_DB_ERRORS
+from ledger.database import Database
 
 log = logging.getLogger("bff.ledger.retention")
 

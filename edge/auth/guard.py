@@ -1,4 +1,4 @@
-"""The entry point route tables call for every authenticated route (edge/routing.py)."""
+"""The entry point route tables call for every authenticated route (edge/api.py)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@
   lock ``RELAY_LOCK`` on its connection publishes; the others stand by and retry the lock. If
   the leader's connection dies, Postgres drops the lock and another instance takes over.
 * **In order, nothing skipped**: it reads ``position > cursor ORDER BY position``; positions are
-  dense and become visible in commit order (see ``ledger/store.py``), so this never skips a row
+  dense and become visible in commit order (see ``ledger/appendlog.py``), so this never skips a row
   even while appends are committing.
 * **Durable progress**: the cursor (``relay_cursor``) moves only after the broker acknowledged
   the whole batch. A crash between publish and cursor update re-publishes that batch; consumers
@@ -27,9 +27,9 @@ import trio
 from edge.bus.codec import ledger_message
 from edge.bus.port import BusUnavailable, Publisher
 from edge.metrics import Metrics
+from ledger.appendlog import READ_COLUMNS, RETRYABLE_DB_ERRORS, Ledger, to_recorded
+from ledger.database import Connection, Database
 from ledger.model import RecordedEvent
-from ledger.postgres import Connection, Database
-from ledger.store import READ_COLUMNS, RETRYABLE_DB_ERRORS, Ledger, to_recorded
 
 log = logging.getLogger("bff.relay")
 

@@ -16,8 +16,8 @@ from edge.bus.port import InboundEvent
 from edge.bus.relay import Relay
 from edge.bus.subscriber import Subscriber, log_and_drop
 from edge.services import Services
+from ledger.appendlog import Ledger
 from ledger.retention import run_retention
-from ledger.store import Ledger
 
 
 async def start_ledger_and_bus(nursery: trio.Nursery, services: Services) -> None:

@@ -34,7 +34,7 @@ from edge.dashboard.flight import Flight
 from edge.dashboard.hints import HintBroadcaster
 from edge.dashboard.invalidation import Affected, dashboard_name
 from edge.dashboard.telemetry import Appender, TelemetryWriter
-from edge.dashboard.workbench import BOARDS, ViewSpec, build_view
+from edge.dashboard.views import BOARDS, ViewSpec, build_view
 from edge.errors import ApiError
 from edge.metrics import Metrics
 from edge.redis_tier import RedisTier

@@ -18,6 +18,7 @@ import msgspec
 import trio
 from quart import Response, request
 
+from edge.api import Api, decode_query, request_id
 from edge.auth.principal import Principal
 from edge.dashboard.catalogue import Plan, plan_for
 from edge.dashboard.composer import WidgetResult, unavailable
@@ -25,7 +26,6 @@ from edge.dashboard.engine import DashboardEngine
 from edge.dashboard.flight import Flight
 from edge.dashboard.telemetry import DASHBOARD_VIEWED
 from edge.errors import ApiError, Code
-from edge.routing import Api, decode_query, request_id
 from edge.services import Services
 from schemas.dashboard import (
     BeginLine,

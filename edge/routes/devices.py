@@ -10,9 +10,9 @@ from quart import Response, request
 from actors.device import CloseSession, HeartbeatAck, RecordHeartbeat
 from actors.errors import ActorError, error_code
 from actors.kinds import device
+from edge.api import Api, decode_body, request_id
 from edge.auth.principal import Principal
 from edge.errors import ApiError, Code
-from edge.routing import Api, decode_body, request_id
 from edge.services import Services
 from edge.upstream.errors import UpstreamRejected
 from schemas.devices import (

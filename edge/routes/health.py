@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 from quart import Response
 
-from edge.routing import Api
+from edge.api import Api
 from edge.services import Services
 from schemas.health import Liveness, Readiness
 

@@ -11,8 +11,8 @@ import msgspec
 import trio
 from quart import Response
 
+from edge.api import Api, decode_body, decode_query
 from edge.auth.principal import Principal
-from edge.routing import Api, decode_body, decode_query
 from edge.services import Services
 
 api = Api()

@@ -17,13 +17,13 @@ import msgspec
 import trio
 from quart import Response
 
+from edge.api import Api, decode_query, request_id
 from edge.auth.principal import Principal
 from edge.dashboard.engine import DashboardEngine
 from edge.dashboard.flight import Flight
 from edge.dashboard.telemetry import WORKBENCH_OPENED
-from edge.dashboard.workbench import ViewSpec
+from edge.dashboard.views import ViewSpec
 from edge.errors import ApiError, Code
-from edge.routing import Api, decode_query, request_id
 from edge.services import Services
 from schemas import dashboard as d
 

@@ -1,5 +1,5 @@
 -- The ledger: activity/audit log and transactional outbox in one append-only table.
--- Design notes (gap-free commit order, group commit, retention) are in ledger/store.py.
+-- Design notes (gap-free commit order, group commit, retention) are in ledger/appendlog.py.
 
 CREATE TABLE ledger (
     position     bigint      PRIMARY KEY,          -- global, dense, in commit order

@@ -6,7 +6,7 @@ Creates a scratch database next to ``BFF_DATABASE_URL`` (dropped at the end), th
 appender count runs closed-loop appenders (each appends one event, waits for durability, repeats)
 for ``--seconds`` against:
 
-* ``group``  — :class:`ledger.store.Ledger` (one writer task, group-committed batches);
+* ``group``  — :class:`ledger.appendlog.Ledger` (one writer task, group-committed batches);
 * ``single`` — the baseline: every append is its own transaction (same ``ledger_append`` SQL,
   a connection from the pool per append, as a naive outbox would do).
 
@@ -28,10 +28,10 @@ import asyncpg
 import trio
 import trio_asyncio
 
+from ledger.appendlog import APPEND_SQL, Ledger, batch_arguments, payload_text
+from ledger.database import Database
 from ledger.migrate import migrate
 from ledger.model import NewEvent
-from ledger.postgres import Database
-from ledger.store import APPEND_SQL, Ledger, batch_arguments, payload_text
 
 SUBJECT = "melmastoon.bff.backoffice.operator.activity.v1"
 

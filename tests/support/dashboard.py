@@ -15,8 +15,8 @@ from actors.system import ActorSystem
 from edge.dashboard.engine import DashboardEngine, Timing
 from edge.metrics import Metrics
 from edge.redis_tier import RedisTier
-from ledger.postgres import Database
-from ledger.store import Ledger
+from ledger.appendlog import Ledger
+from ledger.database import Database
 from tests.support.sim import SimHandle
 from tests.support.upstream import clients_for
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from ops.devstack.deps import as_pg_user, initdb_argv, pg_binary, redis_argv
+from ops.localstack.deps import as_pg_user, initdb_argv, pg_binary, redis_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 

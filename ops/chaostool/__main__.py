@@ -1,6 +1,0 @@
-"""``python -m ops.chaostool`` (wrapped by ``./ops/chaos``)."""
-
-from ops.chaostool.cli import main
-
-if __name__ == "__main__":
-    main()

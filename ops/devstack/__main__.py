@@ -1,3 +1,0 @@
-from ops.devstack.cli import main
-
-main()

@@ -1,0 +1,3 @@
+from ops.localstack.cli import main
+
+main()

@@ -1,0 +1,301 @@
+"""``./ops/stack`` commands: up [--detach], down, status, env, migrate, test."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import httpx
+
+from ops.localstack import deps
+from ops.localstack.procs import (
+    LOGS,
+    ROOT,
+    RUN,
+    alive,
+    free_port,
+    log_tail,
+    port_open,
+    records,
+    say,
+    spawn,
+    stop,
+    wait_for,
+)
+
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/bff_backoffice"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+ENV_FILE = RUN / "env"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+def resolve_dependencies() -> dict[str, str]:
+    """Environment for the simulator and BFF, with Postgres, Redis and Pub/Sub found or started."""
+    pg_url, _ = deps.ensure_postgres(_env("BFF_DATABASE_URL", DEFAULT_PG))
+    session_url, _ = deps.ensure_redis(_env("BFF_REDIS_SESSION_URL", DEFAULT_REDIS))
+    cache_default = session_url if "BFF_REDIS_SESSION_URL" not in os.environ else DEFAULT_REDIS
+    cache_url, _ = deps.ensure_redis(_env("BFF_REDIS_CACHE_URL", cache_default))
+    env = {
+        "BFF_DATABASE_URL": pg_url,
+        "BFF_REDIS_SESSION_URL": session_url,
+        "BFF_REDIS_CACHE_URL": cache_url,
+        "PORT": _env("PORT", "8080"),
+        "BFF_ADMIN_PORT": _env("BFF_ADMIN_PORT", "8081"),
+        "SIM_URL": _env("SIM_URL", "http://127.0.0.1:8090"),
+        "BFF_INSTANCE_ID": _env("BFF_INSTANCE_ID", "local-1"),
+    }
+    if os.environ.get("BFF_BUS") != "embedded":
+        emulator = deps.ensure_pubsub(os.environ.get("PUBSUB_EMULATOR_HOST", ""))
+        env["PUBSUB_EMULATOR_HOST"] = emulator or ""
+        env["BFF_BUS"] = "pubsub" if emulator else "embedded"
+    else:
+        env["BFF_BUS"] = "embedded"
+        env["PUBSUB_EMULATOR_HOST"] = ""
+    return env
+
+
+def run_migrations(env: dict[str, str]) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "ledger.migrate", "--create-database"],
+        env={**os.environ, **env},
+        check=True,
+    )
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def start_services(env: dict[str, str]) -> None:
+    sim_port = int(env["SIM_URL"].rsplit(":", 1)[1].split("/")[0])
+    bff_port = int(env["PORT"])
+    for name, port in (("sim", sim_port), ("bff", bff_port)):
+        if port_open(port):
+            raise SystemExit(f"[stack] port {port} for {name} is taken by another process")
+    spawn(
+        "sim",
+        [sys.executable, "-m", "ops.sim"],
+        {**env, "PORT": str(sim_port)},
+        port=sim_port,
+        marker="ops.sim",
+    )
+    _wait_service("sim", f"{env['SIM_URL']}/health", 60)
+    spawn("bff", [sys.executable, "-m", "edge"], env, port=bff_port, marker="-m edge")
+    _wait_service("bff", f"http://127.0.0.1:{bff_port}/health/ready", 180)
+
+
+def _wait_service(name: str, url: str, timeout: float) -> None:
+    record = next(r for r in records() if r.name == name)
+
+    def check() -> bool:
+        if not alive(record):
+            raise SystemExit(f"[stack] {name} exited:\n{log_tail(name)}")
+        return _ready(url)
+
+    try:
+        wait_for(check, timeout, name)
+    except TimeoutError:
+        raise SystemExit(f"[stack] {name} not ready at {url}:\n{log_tail(name)}") from None
+    say(f"{name} ready at {url.rsplit('/', 2)[0] if name == 'bff' else url.rsplit('/', 1)[0]}")
+
+
+def env_lines(env: dict[str, str]) -> str:
+    exported = {
+        "BFF_URL": f"http://127.0.0.1:{env['PORT']}",
+        "SIM_URL": env["SIM_URL"],
+        "BFF_ADMIN_URL": f"http://127.0.0.1:{env['BFF_ADMIN_PORT']}",
+        "BFF_DATABASE_URL": env["BFF_DATABASE_URL"],
+        "BFF_REDIS_SESSION_URL": env["BFF_REDIS_SESSION_URL"],
+        "BFF_REDIS_CACHE_URL": env["BFF_REDIS_CACHE_URL"],
+        "PUBSUB_EMULATOR_HOST": env.get("PUBSUB_EMULATOR_HOST", ""),
+    }
+    return "".join(f"export {k}={v}\n" for k, v in exported.items())
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    running = [r.name for r in records() if alive(r) and r.name in ("bff", "sim")]
+    if running:
+        say(f"already running ({', '.join(running)}); ./ops/stack down first")
+        if ENV_FILE.exists():
+            print(ENV_FILE.read_text(), end="")
+        return 0 if args.detach else 1
+    try:
+        env = resolve_dependencies()
+        run_migrations(env)
+        start_services(env)
+    except (SystemExit, Exception) as exc:
+        say(f"start failed: {exc}")
+        cmd_down(args)
+        return 1
+    ENV_FILE.write_text(env_lines(env))
+    print(env_lines(env), end="")
+    if args.detach:
+        say("running in the background; ./ops/stack down stops it")
+        return 0
+    return _foreground()
+
+
+def _foreground() -> int:
+    """Run until Ctrl-C/SIGTERM or until a service dies; then stop everything we started."""
+    say("running; Ctrl-C stops everything")
+    stopping = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    code = 0
+    while not stopping:
+        dead = [r.name for r in records() if r.name in ("bff", "sim") and not alive(r)]
+        if dead:
+            say(f"{dead[0]} exited:\n{log_tail(dead[0])}")
+            code = 1
+            break
+        time.sleep(0.5)
+    cmd_down(argparse.Namespace())
+    return code
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    found = records()
+    for record in found:
+        say(f"stopping {record.name}")
+        stop(record)
+    ENV_FILE.unlink(missing_ok=True)
+    if not found:
+        say("nothing to stop")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    found = records()
+    if not found:
+        say("not running")
+        return 3
+    for record in found:
+        state = "running" if alive(record) or record.name == "postgres" else "dead"
+        print(f"{record.name:10} pid {record.pid:<8} port {record.port:<6} {state}")
+    if ENV_FILE.exists():
+        bff = next((r for r in found if r.name == "bff"), None)
+        if bff is not None:
+            ok = _ready(f"http://127.0.0.1:{bff.port}/health/ready")
+            print(f"bff ready: {'yes' if ok else 'no'}")
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    if not ENV_FILE.exists():
+        say("not running: ./ops/stack up --detach")
+        return 1
+    print(ENV_FILE.read_text(), end="")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    env = {"BFF_DATABASE_URL": deps.ensure_postgres(_env("BFF_DATABASE_URL", DEFAULT_PG))[0]}
+    run_migrations(env)
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    """Lint, types and the test suite, against throwaway databases and Redis prefixes."""
+    work = Path(tempfile.mkdtemp(prefix="bff-test-"))
+    os.chmod(work, 0o777)
+    stops: list[list[str]] = []
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        pg_url, pg_stop = deps.ensure_postgres(
+            _env("BFF_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+            base=work / "pg",
+            port=free_port(),
+            record=False,
+        )
+        if pg_stop:
+            stops.append(pg_stop)
+        redis_url = _env("BFF_TEST_REDIS_URL", DEFAULT_REDIS)
+        host, port = deps.host_port(redis_url, 6379)
+        if not port_open(port, host):
+            proc, port = _private_test_redis(work)
+            procs.append(proc)
+            redis_url = f"redis://127.0.0.1:{port}/0"
+        env = {**os.environ, "BFF_TEST_PG_URL": pg_url, "BFF_TEST_REDIS_URL": redis_url}
+        return _run_checks(env, args.pytest_args)
+    finally:
+        for command in stops:
+            subprocess.run(command, capture_output=True, check=False)
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _private_test_redis(work: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    say(f"starting a throwaway Redis for the tests on 127.0.0.1:{port}")
+    proc = subprocess.Popen(
+        deps.redis_argv(port, work),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(partial(port_open, port), 15, "test redis")
+    return proc, port
+
+
+def _run_checks(env: dict[str, str], pytest_args: list[str]) -> int:
+    bin_dir = Path(sys.executable).parent
+    steps = [
+        ("ruff check", [str(bin_dir / "ruff"), "check", "."]),
+        ("ruff format", [str(bin_dir / "ruff"), "format", "--check", "."]),
+        ("mypy --strict", [str(bin_dir / "mypy")]),
+        ("pytest", [str(bin_dir / "pytest"), *pytest_args]),
+    ]
+    failed = []
+    for name, argv in steps:
+        say(f"running {name}")
+        if subprocess.run(argv, env=env, cwd=ROOT, check=False).returncode != 0:
+            failed.append(name)
+    if failed:
+        say(f"FAILED: {', '.join(failed)}")
+        return 1
+    say("all checks passed")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="./ops/stack", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="run the whole local system (foreground; --detach: background)")
+    up.add_argument("--detach", action="store_true")
+    up.set_defaults(run=cmd_up)
+    sub.add_parser("down", help="stop everything up started").set_defaults(run=cmd_down)
+    sub.add_parser("status", help="what is running").set_defaults(run=cmd_status)
+    sub.add_parser("env", help="print export lines for BFF_URL, SIM_URL, …").set_defaults(
+        run=cmd_env
+    )
+    sub.add_parser("migrate", help="apply ledger migrations").set_defaults(run=cmd_migrate)
+    test = sub.add_parser("test", help="ruff, mypy --strict and pytest (extra args go to pytest)")
+    test.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    test.set_defaults(run=cmd_test)
+    args = parser.parse_args(argv)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    try:
+        raise SystemExit(args.run(args))
+    except deps.MissingDependency as exc:
+        say(str(exc))
+        raise SystemExit(1) from None

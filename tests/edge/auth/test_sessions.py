@@ -1,0 +1,253 @@
+"""Sessions over real processes: sign-out, refresh, revocation seen by every instance,
+force-logout through the bus, MFA step-up, heartbeat."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from tests.support.desktop import APP_VERSION, Desktop
+from tests.support.fixtures import REDIS_URL, ServiceFactory
+from tests.support.procs import wait_until
+from tests.support.sim import SimHandle
+
+WHOAMI = "/bff/backoffice/v1/_test/whoami"
+SENSITIVE = "/bff/backoffice/v1/_test/sensitive"
+
+
+def _rejected(desk: Desktop) -> Callable[[], bool]:
+    return lambda: desk.get(WHOAMI).status_code == 401
+
+
+def _code(response: httpx.Response) -> str:
+    code: str = response.json()["error"]["code"]
+    return code
+
+
+@pytest.fixture
+def bus_sim(start_sim: Any, redis_prefix: str) -> SimHandle:
+    """A simulator publishing its domain events on this test's embedded bus."""
+    sim: SimHandle = start_sim(
+        SIM_BUS="auto",
+        BFF_BUS="embedded",
+        BFF_REDIS_PREFIX=redis_prefix,
+        BFF_REDIS_SESSION_URL=REDIS_URL,
+        PUBSUB_EMULATOR_HOST="",
+    )
+    return sim
+
+
+def _ledger_subjects(database_url: str, stream: str) -> list[tuple[str, dict[str, Any]]]:
+    import asyncpg
+    import trio_asyncio
+
+    async def fetch() -> list[tuple[str, dict[str, Any]]]:
+        async with trio_asyncio.open_loop():
+            conn = await trio_asyncio.aio_as_trio(asyncpg.connect)(database_url)
+            try:
+                rows = await trio_asyncio.aio_as_trio(conn.fetch)(
+                    "SELECT subject, payload::text AS p FROM ledger WHERE stream = $1"
+                    " ORDER BY position",
+                    stream,
+                )
+            finally:
+                await trio_asyncio.aio_as_trio(conn.close)()
+        import json
+
+        return [(r["subject"], json.loads(r["p"])) for r in rows]
+
+    return trio.run(fetch)
+
+
+def test_first_call_opens_the_session_in_the_ledger(
+    start_bff: ServiceFactory, sim: SimHandle, database_url: str
+) -> None:
+    bff = start_bff(SIM_URL=sim.url)
+    desk = Desktop(bff.url, sim.url)
+    for _ in range(3):
+        assert desk.get(WHOAMI).status_code == 200
+    trail = _ledger_subjects(database_url, f"device:{desk.device_id}")
+    opened = [p for s, p in trail if s.endswith("session.opened.v1")]
+    assert len(opened) == 1 and opened[0]["sessionId"] == desk.session_id
+
+
+def test_sign_out_is_rejected_on_every_instance(
+    start_bff: ServiceFactory, sim: SimHandle, database_url: str
+) -> None:
+    first, second = start_bff(SIM_URL=sim.url), start_bff(SIM_URL=sim.url)
+    desk = Desktop(first.url, sim.url)
+    other = Desktop(second.url, sim.url, device=desk.device)
+    assert desk.get(WHOAMI).status_code == 200 and other.get(WHOAMI).status_code == 200
+    out = desk.post("/bff/backoffice/v1/auth/sign-out")
+    assert out.status_code == 200, out.text
+    assert out.json()["signedOut"] is True
+    for client in (desk, other):  # the token has not expired, but the session is over
+        rejected = client.get(WHOAMI)
+        assert rejected.status_code == 401 and _code(rejected) == "SESSION_EXPIRED"
+    closed = [
+        p
+        for s, p in _ledger_subjects(database_url, f"device:{desk.device_id}")
+        if s.endswith("session.closed.v1")
+    ]
+    assert [c["reason"] for c in closed] == ["sign_out"]
+    assert any(c["path"].endswith("/revoke") for c in sim.calls("iam"))
+
+
+def test_refresh_proxies_the_devices_proof_to_iam(
+    start_bff: ServiceFactory, sim: SimHandle
+) -> None:
+    bff = start_bff(SIM_URL=sim.url)
+    desk = Desktop(bff.url, sim.url)
+    assert desk.device.tokens is not None
+    iam_refresh = f"{sim.url}/iam/v1/sessions/refresh"
+    response = httpx.post(
+        f"{bff.url}/bff/backoffice/v1/auth/refresh",
+        headers={"DPoP": desk.device.proof("POST", iam_refresh)},
+        json={"refreshToken": desk.device.tokens.refresh_token},
+    )
+    assert response.status_code == 200, response.text
+    fresh = response.json()
+    assert fresh["sessionId"] == desk.session_id and fresh["accessToken"]
+    # the used refresh token is spent: replaying it is refused
+    again = httpx.post(
+        f"{bff.url}/bff/backoffice/v1/auth/refresh",
+        headers={"DPoP": desk.device.proof("POST", iam_refresh)},
+        json={"refreshToken": desk.device.tokens.refresh_token},
+    )
+    assert again.status_code == 401 and _code(again) == "SESSION_EXPIRED"
+    no_proof = httpx.post(f"{bff.url}/bff/backoffice/v1/auth/refresh", json={"refreshToken": "x"})
+    assert no_proof.status_code == 401 and _code(no_proof) == "DPOP_INVALID"
+
+
+def test_force_logout_through_the_bus_reaches_both_instances(
+    start_bff: ServiceFactory, bus_sim: SimHandle, database_url: str
+) -> None:
+    first = start_bff(SIM_URL=bus_sim.url, BFF_BUS="embedded")
+    second = start_bff(SIM_URL=bus_sim.url, BFF_BUS="embedded")
+    desk = Desktop(first.url, bus_sim.url)
+    other = Desktop(second.url, bus_sim.url, device=desk.device)
+    assert desk.get(WHOAMI).status_code == 200 and other.get(WHOAMI).status_code == 200
+    bus_sim.post(f"/_sim/iam/sessions/{desk.session_id}/revoke", json={"reason": "security"})
+    for client in (desk, other):
+        wait_until(_rejected(client), 10, "force-logout")
+    closed = [
+        p
+        for s, p in _ledger_subjects(database_url, f"device:{desk.device_id}")
+        if s.endswith("session.closed.v1")
+    ]
+    assert [c["reason"] for c in closed] == ["security"]
+
+
+def test_disabled_operator_loses_every_session(
+    start_bff: ServiceFactory, bus_sim: SimHandle
+) -> None:
+    bff = start_bff(SIM_URL=bus_sim.url, BFF_BUS="embedded")
+    desks = [Desktop(bff.url, bus_sim.url, "hk.demo") for _ in range(2)]
+    for desk in desks:
+        assert desk.get(WHOAMI).status_code == 200
+    bystander = Desktop(bff.url, bus_sim.url, "fd.demo")
+    assert bystander.get(WHOAMI).status_code == 200
+    bus_sim.post("/_sim/iam/operators/hk.demo/disable")
+    for desk in desks:
+        wait_until(_rejected(desk), 10, "user.disabled logout")
+    assert bystander.get(WHOAMI).status_code == 200
+
+
+def test_mfa_step_up_is_single_use(start_bff: ServiceFactory, sim: SimHandle) -> None:
+    bff = start_bff(SIM_URL=sim.url)
+    desk = Desktop(bff.url, sim.url)
+    missing = desk.post(SENSITIVE, json={"action": "lock.revoke"})
+    assert missing.status_code == 401 and _code(missing) == "MFA_REQUIRED"
+    token = desk.device.step_up("lock.revoke").attestation_token
+    header = {"X-MFA-Attestation": token}
+    ok = desk.post(SENSITIVE, json={"action": "lock.revoke"}, headers=header)
+    assert ok.status_code == 200, ok.text
+    replay = desk.post(SENSITIVE, json={"action": "lock.revoke"}, headers=header)
+    assert replay.status_code == 401 and _code(replay) == "MFA_INVALID_OR_USED"
+    other_action = desk.device.step_up("lock.revoke").attestation_token
+    wrong = desk.post(
+        SENSITIVE, json={"action": "folio.refund"}, headers={"X-MFA-Attestation": other_action}
+    )
+    assert wrong.status_code == 401 and _code(wrong) == "MFA_INVALID_OR_USED"
+    garbage = desk.post(SENSITIVE, json={}, headers={"X-MFA-Attestation": "not-a-token"})
+    assert garbage.status_code == 401 and _code(garbage) == "MFA_INVALID_OR_USED"
+
+
+def test_concurrent_uses_of_one_attestation_let_one_through(
+    start_bff: ServiceFactory, sim: SimHandle
+) -> None:
+    bff = start_bff(SIM_URL=sim.url)
+    desk = Desktop(bff.url, sim.url)
+    token = desk.device.step_up("folio.refund").attestation_token
+    results: list[int] = []
+
+    async def use() -> None:
+        headers = desk.headers("POST", SENSITIVE, **{"X-MFA-Attestation": token})
+        async with httpx.AsyncClient(base_url=bff.url) as client:
+            answer = await client.post(SENSITIVE, json={"action": "folio.refund"}, headers=headers)
+        results.append(answer.status_code)
+
+    async def race() -> None:
+        async with trio.open_nursery() as nursery:
+            for _ in range(5):
+                nursery.start_soon(use)
+
+    trio.run(race)
+    assert sorted(results) == [200, 401, 401, 401, 401]
+
+
+def test_step_up_outage_blocks_only_sensitive_actions(
+    start_bff: ServiceFactory, sim: SimHandle
+) -> None:
+    bff = start_bff(SIM_URL=sim.url)
+    desk = Desktop(bff.url, sim.url)
+    assert desk.get(WHOAMI).status_code == 200  # keys cached before the outage
+    token = desk.device.step_up("lock.revoke").attestation_token
+    sim.fault("iam", "error")
+    blocked = desk.post(SENSITIVE, json={}, headers={"X-MFA-Attestation": token})
+    assert blocked.status_code == 502 and _code(blocked) == "UPSTREAM_UNAVAILABLE"
+    assert blocked.json()["error"]["retryable"] is True
+    assert desk.get(WHOAMI).status_code == 200
+    sim.clear_faults()
+    retried = desk.post(SENSITIVE, json={}, headers={"X-MFA-Attestation": token})
+    assert retried.status_code == 200, retried.text  # the failed attempt did not burn it
+
+
+def test_heartbeat_updates_status_and_counts_retries_once(
+    start_bff: ServiceFactory, sim: SimHandle, database_url: str
+) -> None:
+    bff = start_bff(SIM_URL=sim.url, BFF_HEARTBEAT_SAMPLE_RATE="1")
+    desk = Desktop(bff.url, sim.url)
+    path = f"/bff/backoffice/v1/devices/{desk.device_id}/heartbeat"
+    first = desk.post(path, json={"appVersion": APP_VERSION}, headers={"Idempotency-Key": "hb-1"})
+    assert first.status_code == 200, first.text
+    retry = desk.post(path, json={"appVersion": APP_VERSION}, headers={"Idempotency-Key": "hb-1"})
+    later = desk.post(path, json={"appVersion": "1.5.0"}, headers={"Idempotency-Key": "hb-2"})
+    assert [
+        first.json()["heartbeatCount"],
+        retry.json()["heartbeatCount"],
+        later.json()["heartbeatCount"],
+    ] == [1, 1, 2]
+    assert retry.json()["duplicate"] is True
+    trail = _ledger_subjects(database_url, f"device:{desk.device_id}")
+    beats = [p for s, p in trail if s.endswith("device.heartbeat.v1")]
+    assert [b["commandId"] for b in beats] == ["hb-1", "hb-2"]
+    bad = desk.post(path, json={"appVersion": 5})
+    assert bad.status_code == 400 and "appVersion" in bad.json()["error"]["message"]
+
+
+def test_heartbeat_telemetry_is_sampled(
+    start_bff: ServiceFactory, sim: SimHandle, database_url: str
+) -> None:
+    bff = start_bff(SIM_URL=sim.url, BFF_HEARTBEAT_SAMPLE_RATE="0")
+    desk = Desktop(bff.url, sim.url)
+    path = f"/bff/backoffice/v1/devices/{desk.device_id}/heartbeat"
+    for n in range(5):
+        answer = desk.post(path, json={"appVersion": APP_VERSION})
+        assert answer.json()["heartbeatCount"] == n + 1
+    trail = _ledger_subjects(database_url, f"device:{desk.device_id}")
+    assert not [s for s, _ in trail if s.endswith("device.heartbeat.v1")]

@@ -1,0 +1,302 @@
+"""The dashboard over real HTTP: a real BFF process, the simulator, real Redis and Postgres,
+authenticated desktops (DPoP). Stream order and completeness, JSON mode, one upstream failing
+in turn, single-flight under 100 concurrent cold requests, tenant/role isolation, the cache
+tier stopped, and the view telemetry in the ledger."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+import redis
+import trio
+
+from edge.bus.redis_streams import stream_key
+from edge.dashboard.catalogue import plan_for
+from ledger.database import Database
+from tests.support.dashboard import P, T, by_id, eventually_async, reads
+from tests.support.desktop import Desktop
+from tests.support.fixtures import REDIS_URL, ServiceFactory
+from tests.support.procs import PrivateRedis, ServiceProcess, wait_until
+from tests.support.sim import SimHandle
+
+DASHBOARD = "/bff/backoffice/v1/dashboard"
+NDJSON = {"Accept": "application/x-ndjson"}
+DEADLINE_S = 0.55
+SLACK_S = 1.0  # auth, HTTP and scheduling on a shared 2-core machine (upper bound only)
+
+
+@pytest.fixture
+def bff(start_bff: ServiceFactory, sim: SimHandle) -> ServiceProcess:
+    return start_bff(SIM_URL=sim.url)
+
+
+@pytest.fixture
+def fd(bff: ServiceProcess, sim: SimHandle) -> Iterator[Desktop]:
+    desk = Desktop(bff.url, sim.url, "fd.demo")
+    yield desk
+    desk.close()
+
+
+@pytest.fixture
+def gm(bff: ServiceProcess, sim: SimHandle) -> Iterator[Desktop]:
+    desk = Desktop(bff.url, sim.url, "gm.demo")
+    yield desk
+    desk.close()
+
+
+def stream(desk: Desktop, prop: str = P) -> tuple[list[dict[str, Any]], list[float], float]:
+    """The NDJSON lines, when each arrived (s after the request), and the total time."""
+    lines: list[dict[str, Any]] = []
+    arrived: list[float] = []
+    started = time.perf_counter()
+    headers = desk.headers("GET", DASHBOARD, **NDJSON)
+    with desk.http.stream("GET", DASHBOARD, params={"propertyId": prop}, headers=headers) as r:
+        assert r.status_code == 200, r.read()
+        assert r.headers["content-type"].startswith("application/x-ndjson")
+        for raw in r.iter_lines():
+            if raw:
+                lines.append(msgspec.json.decode(raw))
+                arrived.append(time.perf_counter() - started)
+    return lines, arrived, time.perf_counter() - started
+
+
+def check_shape(lines: list[dict[str, Any]], role: str) -> None:
+    """``begin`` first, ``end`` last, every declared widget exactly once in between."""
+    begin, *widgets, end = lines
+    assert begin == {
+        "type": "begin",
+        "propertyId": P,
+        "role": role,
+        "widgets": plan_for(role).widget_ids,  # type: ignore[arg-type]
+    }
+    assert end["type"] == "end" and set(end) == {"type", "partial"}
+    assert all(w["type"] == "widget" for w in widgets)
+    ids = [w["id"] for w in widgets]
+    assert sorted(ids) == sorted(begin["widgets"]) and len(ids) == len(set(ids))
+    for w in widgets:
+        assert set(w) == {"type", "id", "status", "source", "data"}
+        assert (w["data"] is None) == (w["status"] == "unavailable")
+
+
+def subscribed(client: redis.Redis, prefix: str, topic: str, group: str) -> bool:
+    """Whether ``group`` (an instance's subscription) exists on the embedded bus's stream."""
+    try:
+        info = client.xinfo_groups(stream_key(prefix, topic))
+    except redis.ResponseError:
+        return False
+    return group in {g["name"].decode() for g in info}
+
+
+def invalidate(prefix: str, role: str) -> None:
+    """What a domain event does to the cache: bump the dashboard's generation."""
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.hincrby(f"{prefix}:{T}:property:{P}:cache-gen", f"dashboard:{role}", 1)
+    finally:
+        client.close()
+
+
+def test_the_stream_begins_then_sends_each_widget_once_then_ends(
+    sim: SimHandle, fd: Desktop
+) -> None:
+    lines, arrived, _ = stream(fd)
+    check_shape(lines, "front_desk")
+    assert lines[-1] == {"type": "end", "partial": False}
+    assert all(w["status"] == "ok" for w in lines[1:-1])
+    assert arrived == sorted(arrived)
+    assert by_id(lines)["rates.snapshot"]["source"] == "pricing"
+    # warm: the same content from the cache, no upstream call
+    calls = reads(sim, "inventory")
+    again, _, _ = stream(fd)
+    check_shape(again, "front_desk")
+    assert by_id(again) == by_id(lines) and reads(sim, "inventory") == calls
+
+
+def test_json_mode_returns_the_same_content_at_once(sim: SimHandle, gm: Desktop) -> None:
+    lines, _, _ = stream(gm)
+    response = gm.get(DASHBOARD, params={"propertyId": P}, headers={"Accept": "application/json"})
+    assert response.status_code == 200, response.text
+    doc = response.json()
+    assert set(doc) == {"propertyId", "role", "generatedAt", "partial", "widgets"}
+    assert (doc["propertyId"], doc["role"], doc["partial"]) == (P, "gm", False)
+    assert [w["id"] for w in doc["widgets"]] == plan_for("gm").widget_ids
+    assert {w["id"]: w for w in doc["widgets"]} == by_id(lines)
+    assert doc["generatedAt"].endswith("Z")
+
+
+def test_each_failing_upstream_greys_only_its_widgets_and_the_stream_ends_in_time(
+    sim: SimHandle, gm: Desktop, redis_prefix: str
+) -> None:
+    for upstream, mode in (("pricing", "error"), ("analytics", "hang"), ("billing", "drift")):
+        sim.clear_faults()
+        sim.fault(upstream, mode)
+        invalidate(redis_prefix, "gm")
+        lines, arrived, total = stream(gm)
+        check_shape(lines, "gm")
+        assert lines[-1] == {"type": "end", "partial": True}, upstream
+        down = {w["id"] for w in lines[1:-1] if w["status"] == "unavailable"}
+        assert down == {w.id for w in plan_for("gm").widgets if w.upstream == upstream}, upstream
+        assert all(by_id(lines)[i]["source"] == upstream for i in down)
+        assert total < DEADLINE_S + SLACK_S, (upstream, mode, total)
+        if mode == "hang":  # the others did not wait for the hung one
+            ok_times = [
+                t for t, w in zip(arrived[1:-1], lines[1:-1], strict=True) if w["status"] == "ok"
+            ]
+            assert max(ok_times) < arrived[-1]
+
+
+async def test_a_hundred_concurrent_cold_requests_make_one_upstream_fan_out(
+    sim: SimHandle, gm: Desktop
+) -> None:
+    async def one(client: httpx.AsyncClient, results: list[dict[str, Any]]) -> None:
+        headers = gm.headers("GET", DASHBOARD, Accept="application/json")
+        answer = await client.get(DASHBOARD, params={"propertyId": P}, headers=headers)
+        assert answer.status_code == 200, answer.text
+        results.append(answer.json())
+
+    results: list[dict[str, Any]] = []
+    limits = httpx.Limits(max_connections=100)
+    async with httpx.AsyncClient(base_url=gm.bff_url, timeout=30, limits=limits) as client:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                for _ in range(100):
+                    nursery.start_soon(one, client, results)
+    assert len(results) == 100 and not any(r["partial"] for r in results)
+    assert {len(r["widgets"]) for r in results} == {len(plan_for("gm").widgets)}
+    for upstream in ("inventory", "pricing", "housekeeping", "maintenance", "billing", "ai"):
+        assert reads(sim, upstream) == 1, upstream
+    assert reads(sim, "reservation") == 4 and reads(sim, "property") == 2
+
+
+def test_caches_are_isolated_by_role_and_tenant(
+    sim: SimHandle, bff: ServiceProcess, gm: Desktop, fd: Desktop, redis_prefix: str
+) -> None:
+    gm_lines, _, _ = stream(gm)
+    calls = reads(sim, "reservation")
+    fd_lines, _, _ = stream(fd)  # same tenant and property, another role: its own composition
+    check_shape(fd_lines, "front_desk")
+    assert set(by_id(fd_lines)) != set(by_id(gm_lines))
+    assert reads(sim, "reservation") == calls + 4
+    other = Desktop(bff.url, sim.url, "fd.other", "tnt-other")
+    try:
+        denied = other.get(DASHBOARD, params={"propertyId": P})
+        assert (
+            denied.status_code == 403 and denied.json()["error"]["code"] == "PROPERTY_OUT_OF_SCOPE"
+        )
+        own = other.get(DASHBOARD, params={"propertyId": "prop-other-1"})
+        assert own.status_code == 200 and own.json()["propertyId"] == "prop-other-1"
+    finally:
+        other.close()
+    client = redis.Redis.from_url(REDIS_URL)
+    pattern = f"{redis_prefix}:*:property:*:cache:*"
+    try:  # (each entry is stored right after its composition finished)
+        wait_until(lambda: len(list(client.scan_iter(pattern))) == 3, 5, "three entries")
+        keys = [k.decode() for k in client.scan_iter(pattern)]
+    finally:
+        client.close()
+    assert {k.split(":")[1] for k in keys} == {"tnt-demo", "tnt-other"}
+    assert all(
+        k.split(":")[1] == ("tnt-other" if "prop-other-1" in k else "tnt-demo") for k in keys
+    )
+
+
+def test_with_the_cache_tier_stopped_the_dashboard_is_still_served(
+    start_bff: ServiceFactory, sim: SimHandle, log_dir: Any
+) -> None:
+    cache = PrivateRedis(log_dir)
+    try:
+        bff = start_bff(SIM_URL=sim.url, BFF_REDIS_CACHE_URL=cache.url)
+        desk = Desktop(bff.url, sim.url, "fd.demo")
+        try:
+            warm, _, _ = stream(desk)
+            check_shape(warm, "front_desk")
+            cache.stop()
+            lines, _, total = stream(desk)
+            check_shape(lines, "front_desk")
+            assert lines[-1] == {"type": "end", "partial": False}
+            assert total < DEADLINE_S + SLACK_S
+            board = desk.get("/bff/backoffice/v1/housekeeping/board", params={"propertyId": P})
+            assert board.status_code == 200, board.text
+        finally:
+            desk.close()
+    finally:
+        cache.stop()
+
+
+async def test_every_view_is_recorded_in_the_ledger(
+    sim: SimHandle, fd: Desktop, db: Database
+) -> None:
+    stream(fd)
+    fd.get("/bff/backoffice/v1/arrivals", params={"propertyId": P})
+    sql = (
+        "SELECT subject, payload::text AS payload, operator_id, device_id, stream FROM ledger"
+        " WHERE subject LIKE '%.dashboard.%' OR subject LIKE '%.workbench.%'"
+    )
+    rows: list[Any] = []
+
+    async def both_recorded() -> bool:
+        rows[:] = await db.fetch(sql)
+        return len(rows) >= 2
+
+    await eventually_async(both_recorded, 10.0)
+    viewed = next(r for r in rows if r["subject"].endswith("dashboard.viewed.v1"))
+    opened = next(r for r in rows if r["subject"].endswith("workbench.opened.v1"))
+    payload = msgspec.json.decode(viewed["payload"])
+    assert viewed["device_id"] == fd.device_id and viewed["stream"].startswith("activity:")
+    assert payload["propertyId"] == P and payload["partial"] is False
+    assert payload["mode"] == "stream" and payload["completed"] and payload["durationMs"] > 0
+    assert payload["operatorId"] == viewed["operator_id"]
+    assert msgspec.json.decode(opened["payload"])["view"] == "arrivals"
+
+
+def test_first_byte_comes_before_the_composition(sim: SimHandle, fd: Desktop) -> None:
+    sim.fault("ai", "latency", latency_ms=300)
+    lines, arrived, _ = stream(fd)
+    check_shape(lines, "front_desk")
+    assert arrived[0] < 0.3 <= arrived[-1]
+
+
+def test_a_domain_event_on_the_bus_invalidates_the_cached_dashboard(
+    start_sim: Callable[..., SimHandle], start_bff: ServiceFactory, redis_prefix: str
+) -> None:
+    """Simulator → embedded bus → this BFF's subscriber → PropertyActor → cache voided."""
+    sim = start_sim(
+        SIM_BUS="auto",
+        BFF_BUS="embedded",
+        PUBSUB_EMULATOR_HOST="",
+        BFF_REDIS_SESSION_URL=REDIS_URL,
+        BFF_REDIS_PREFIX=redis_prefix,
+    )
+    bff = start_bff(SIM_URL=sim.url, BFF_INSTANCE_ID="dash-1")
+    client = redis.Redis.from_url(REDIS_URL)
+    desk = Desktop(bff.url, sim.url, "fd.demo")
+    try:
+        topic = "melmastoon.reservation"
+        wait_until(
+            lambda: subscribed(client, redis_prefix, topic, "bff:dash-1"), 15, "the subscription"
+        )
+        first, _, _ = stream(desk)
+        entry = f"{redis_prefix}:{T}:property:{P}:cache:dashboard:front_desk"
+        wait_until(lambda: bool(client.exists(entry)), 5, "the dashboard to be cached")
+        calls = reads(sim, "reservation")
+        cached, _, _ = stream(desk)
+        assert reads(sim, "reservation") == calls and by_id(cached) == by_id(first)
+        sim.post(
+            "/_sim/events",
+            json={
+                "subject": "melmastoon.reservation.checked_in.v1",
+                "data": {"tenantId": T, "propertyId": P, "reservationId": "rsv-x"},
+            },
+        )
+        wait_until(lambda: not client.exists(entry), 10, "the event to void the entry")
+        again, _, _ = stream(desk)
+        check_shape(again, "front_desk")
+        assert reads(sim, "reservation") == calls + 4
+    finally:
+        desk.close()
+        client.close()

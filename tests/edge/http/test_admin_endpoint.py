@@ -1,0 +1,176 @@
+"""The admin endpoint on a real BFF process: loopback only, never on the public port; lists live
+actors, kills them (they restart and rehydrate), and readiness reports a supervisor that gave
+up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import trio
+
+from actors.device import SESSION_OPENED
+from ledger.appendlog import Ledger
+from ledger.database import Database
+from ledger.model import NewEvent
+from tests.support.fixtures import ServiceFactory
+from tests.support.procs import free_port, wait_until
+
+
+def listening_addresses(port: int) -> list[str]:
+    """Local addresses with a LISTEN socket on ``port`` (from /proc/net/tcp and tcp6)."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:
+                found.append(address)
+    return found
+
+
+def heartbeat(admin: str, device: str, command: str) -> httpx.Response:
+    return httpx.post(
+        f"{admin}/admin/actors/device/tnt-a/{device}/ask",
+        json={"type": "recordHeartbeat", "commandId": command, "appVersion": "3.1"},
+        timeout=5,
+    )
+
+
+def test_admin_is_loopback_only_and_absent_from_the_public_port(start_bff: ServiceFactory) -> None:
+    admin_port = free_port()
+    bff = start_bff(BFF_ADMIN_PORT=str(admin_port))
+    assert listening_addresses(admin_port) == ["0100007F"]  # 127.0.0.1, nothing else
+    assert httpx.get(f"{bff.url}/admin/actors", timeout=5).status_code == 404
+    kill = httpx.post(f"{bff.url}/admin/actors/kill", json={"all": True}, timeout=5)
+    assert kill.status_code in (404, 405)
+    ready = httpx.get(f"{bff.url}/health/ready", timeout=5).json()
+    assert ready["checks"]["actors"] == {"ok": True}
+
+
+def test_admin_lists_asks_and_kills_actors(start_bff: ServiceFactory) -> None:
+    admin_port = free_port()
+    start_bff(BFF_ADMIN_PORT=str(admin_port))
+    admin = f"http://127.0.0.1:{admin_port}"
+    for n in range(3):
+        assert heartbeat(admin, "d1", f"c{n}").json()["reply"]["heartbeatCount"] == n + 1
+    assert heartbeat(admin, "d2", "c0").status_code == 200
+    subscribe = httpx.post(
+        f"{admin}/admin/actors/property/tnt-a/p1/ask",
+        json={"type": "subscribeDevice", "deviceId": "d1"},
+        timeout=5,
+    )
+    assert subscribe.json()["reply"] == {"version": 1, "subscribed": True, "changed": True}
+    state_before = httpx.post(
+        f"{admin}/admin/actors/device/tnt-a/d1/ask", json={"type": "getState"}, timeout=5
+    ).json()["reply"]
+
+    listing = httpx.get(f"{admin}/admin/actors", timeout=5).json()
+    assert (listing["count"], listing["failed"]) == (3, 0)
+    d1 = next(a for a in listing["actors"] if a["id"] == "d1")
+    assert d1["kind"] == "device" and d1["tenant"] == "tnt-a" and d1["status"] == "running"
+    assert d1["mailboxDepth"] == 0 and d1["restarts"] == 0 and d1["processed"] == 4
+    assert d1["ageSeconds"] >= 0
+    only_props = httpx.get(f"{admin}/admin/actors", params={"kind": "property"}, timeout=5).json()
+    assert [a["id"] for a in only_props["actors"]] == ["p1"]
+
+    killed = httpx.post(
+        f"{admin}/admin/actors/kill",
+        json={"kind": "device", "tenant": "tnt-a", "ids": ["d1", "nope"]},
+        timeout=5,
+    ).json()
+    assert killed == {"killed": [{"kind": "device", "tenant": "tnt-a", "id": "d1"}]}
+
+    def restarted() -> bool:
+        actors = httpx.get(f"{admin}/admin/actors", params={"kind": "device"}, timeout=5).json()
+        d1 = next(a for a in actors["actors"] if a["id"] == "d1")
+        return bool(d1["restarts"] == 1 and d1["status"] == "running")
+
+    wait_until(restarted, 10, "d1 to restart")
+    state_after = httpx.post(
+        f"{admin}/admin/actors/device/tnt-a/d1/ask", json={"type": "getState"}, timeout=5
+    ).json()["reply"]
+    assert state_after == state_before
+    everything = httpx.post(f"{admin}/admin/actors/kill", json={"all": True}, timeout=5).json()
+    assert len(everything["killed"]) == 3
+
+
+def test_admin_rejects_bad_requests_naming_the_field(start_bff: ServiceFactory) -> None:
+    admin_port = free_port()
+    start_bff(BFF_ADMIN_PORT=str(admin_port))
+    admin = f"http://127.0.0.1:{admin_port}"
+    no_selector = httpx.post(f"{admin}/admin/actors/kill", json={"kind": "device"}, timeout=5)
+    assert no_selector.status_code == 400
+    assert no_selector.json()["error"]["message"].startswith("ids:")
+    bad_count = httpx.post(f"{admin}/admin/actors/kill", json={"count": 0}, timeout=5)
+    assert bad_count.status_code == 400 and "count" in bad_count.json()["error"]["message"]
+    missing = httpx.post(
+        f"{admin}/admin/actors/device/tnt-a/d1/ask", json={"type": "recordHeartbeat"}, timeout=5
+    )
+    assert missing.status_code == 400
+    assert "commandId" in missing.json()["error"]["message"]
+    unknown = httpx.post(f"{admin}/admin/actors/robot/tnt-a/d1/ask", json={}, timeout=5)
+    assert unknown.status_code == 404
+    bad_tenant = httpx.post(
+        f"{admin}/admin/actors/device/a%20b/d1/ask", json={"type": "getState"}, timeout=5
+    )
+    assert bad_tenant.status_code == 400 and "tenant" in bad_tenant.json()["error"]["message"]
+
+
+async def _poison(dsn: str) -> None:
+    """A session event this version cannot decode: every activation of dev-bad fails."""
+    import trio_asyncio
+
+    async with trio_asyncio.open_loop():
+        db = Database(dsn, timeout=10)
+        await db.open()
+        try:
+            ledger = Ledger(db)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(ledger.run)
+                bad = NewEvent(
+                    tenant="tnt-a",
+                    stream="device:dev-bad",
+                    subject=SESSION_OPENED,
+                    payload={"x": 1},
+                )
+                await ledger.append([bad])
+                nursery.cancel_scope.cancel()
+        finally:
+            await db.close()
+
+
+def test_a_supervisor_that_gives_up_fails_readiness_until_cleared(
+    start_bff: ServiceFactory, database_url: str
+) -> None:
+    trio.run(_poison, database_url)
+    admin_port = free_port()
+    bff = start_bff(
+        BFF_ADMIN_PORT=str(admin_port),
+        BFF_ACTOR_MAX_RESTARTS="2",
+        BFF_ACTOR_RESTART_MIN_S="0.01",
+        BFF_ACTOR_RESTART_MAX_S="0.02",
+    )
+    admin = f"http://127.0.0.1:{admin_port}"
+    first = heartbeat(admin, "dev-bad", "c1")  # waits in the mailbox while activation fails
+    assert first.status_code == 503
+    assert first.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+    assert heartbeat(admin, "dev-ok", "c1").status_code == 200  # others are unaffected
+    ready = httpx.get(f"{bff.url}/health/ready", timeout=5)
+    assert ready.status_code == 503
+    body = ready.json()
+    assert "actors" in body["down"]
+    assert "device/tnt-a/dev-bad" in body["checks"]["actors"]["detail"]
+    listing = httpx.get(f"{admin}/admin/actors", timeout=5).json()
+    bad = next(a for a in listing["actors"] if a["id"] == "dev-bad")
+    assert bad["status"] == "failed" and bad["restarts"] == 2
+    assert "ValidationError" in bad["lastError"]
+    metrics = httpx.get(f"{bff.url}/metrics", timeout=5).text
+    assert 'bff_actor_escalations_total{kind="device"} 1.0' in metrics
+    assert 'bff_actors_failed{kind="device"} 1.0' in metrics
+
+    everyone = httpx.post(f"{admin}/admin/actors/kill", json={"all": True}, timeout=5).json()
+    assert [a["id"] for a in everyone["killed"]] == ["dev-ok"]  # only a named failed actor clears
+    cleared = httpx.post(f"{admin}/admin/actors/kill", json={"ids": ["dev-bad"]}, timeout=5)
+    assert cleared.json()["killed"] == [{"kind": "device", "tenant": "tnt-a", "id": "dev-bad"}]
+    assert httpx.get(f"{bff.url}/health/ready", timeout=5).status_code == 200
