@@ -16,4 +16,4 @@ ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 BFF_MO
 USER 10001
 EXPOSE 8080
 # Cloud Run sends SIGTERM; the service drains and exits 0 within BFF_SHUTDOWN_GRACE_S.
-CMD ["sh", "-c", "python -m ledger.migrate && exec python -m edge"]
+CMD ["sh", "-c", "python -m edge.migrations && exec python -m edge"]

@@ -3,19 +3,20 @@ tenants' devices with the same id are two different actors with two different st
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import msgspec
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+from schemas.identifiers import Identifier
+
+DEVICE = "device"
+PROPERTY = "property"
 
 
 class ActorAddress(msgspec.Struct, frozen=True, order=True):
     """Hashable, ordered address of one virtual actor."""
 
     kind: str
-    tenant: Name
-    id: Name
+    tenant: Identifier
+    id: Identifier
 
     @property
     def stream(self) -> str:
@@ -29,3 +30,13 @@ class ActorAddress(msgspec.Struct, frozen=True, order=True):
 def address(kind: str, tenant: str, actor_id: str) -> ActorAddress:
     """Build an address, validating tenant and id (they end up in keys and stream names)."""
     return msgspec.convert({"kind": kind, "tenant": tenant, "id": actor_id}, ActorAddress)
+
+
+def device(tenant: str, device_id: str) -> ActorAddress:
+    """The DeviceActor of one workstation."""
+    return address(DEVICE, tenant, device_id)
+
+
+def property_(tenant: str, property_id: str) -> ActorAddress:
+    """The PropertyActor of one hotel."""
+    return address(PROPERTY, tenant, property_id)

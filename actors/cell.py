@@ -17,14 +17,16 @@ import trio
 from actors.address import ActorAddress
 from actors.config import ActorConfig
 from actors.envelope import Envelope
-from actors.errors import ActorCrashed, ActorFailed, Refused
+from actors.errors import ActorCrashed, ActorFailed, DependencyUnavailable, Refused
+from actors.instruments import ActorInstruments
 from actors.kind import Actor, ActorKind
+from actors.ports import OUTAGES, DependencyDown
 from actors.supervision import RestartBudget
-from edge.metrics import Metrics
 
 log = logging.getLogger("bff.actors")
 
 Status = Literal["activating", "running", "backoff", "stopping", "failed"]
+Ending = Literal["crashed", "passivated", "unavailable"]
 
 
 class CellHooks(Protocol):
@@ -44,7 +46,7 @@ class Cell:
         address: ActorAddress,
         kind: ActorKind,
         config: ActorConfig,
-        metrics: Metrics,
+        metrics: ActorInstruments,
         hooks: CellHooks,
     ) -> None:
         self.address = address
@@ -107,7 +109,7 @@ class Cell:
         try:
             if predecessor is not None:
                 await predecessor.wait()  # never two incarnations of one address at once
-            while await self._incarnation_crashed():
+            while await self._incarnation() == "crashed":
                 if not self._budget.record_crash(trio.current_time()):
                     self._escalate()
                     with trio.move_on_after(self._config.failed_hold_s):
@@ -122,8 +124,9 @@ class Cell:
             self.stopped.set()
             self._hooks.stopped(self)
 
-    async def _incarnation_crashed(self) -> bool:
-        """Run one incarnation; ``True`` if it crashed (or was killed), ``False`` if passivated."""
+    async def _incarnation(self) -> Ending:
+        """Run one incarnation until it crashes (or is killed), passivates, or cannot activate
+        because a dependency is down — an outage, not a bug: no restart, no crash counted."""
         actor = self.kind.factory(self.address)
         self._kill_reason = None
         self.status = "activating"
@@ -135,16 +138,49 @@ class Cell:
                 self.status = "running"
                 self.incarnation_at = trio.current_time()
                 await self._serve(actor)
+            except OUTAGES as exc:
+                if self.status == "activating":
+                    self._refuse_all(exc)
+                    return "unavailable"
+                self._note_crash(f"{type(exc).__name__}: {exc}", exc)  # _process answers those
+                return "crashed"
             except Exception as exc:
                 self._note_crash(f"{type(exc).__name__}: {exc}", exc)
-                return True
+                return "crashed"
             finally:
                 self._scope = None
         if scope.cancelled_caught:
             self._note_crash(self._kill_reason or "cancelled", None)
-            return True
+            return "crashed"
         await self._deactivate(actor)
-        return False
+        return "passivated"
+
+    def _refuse_all(self, outage: Exception) -> None:
+        """Activation met an outage: leave the registry (the next message activates afresh)
+        and answer everything queued with "dependency unavailable"."""
+        self.status = "stopping"
+        self._hooks.passivating(self)
+        self._send.close()
+        unavailable = self._unavailable(outage)
+        refused = 0
+        while True:
+            try:
+                envelope = self._receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+            refused += 1
+            if envelope.reply is not None:
+                envelope.reply.fail(unavailable)
+        self._receive.close()
+        self._metrics.actor_unavailable.labels(self.kind.name).inc(max(refused, 1))
+        log.warning(
+            "actor not activated: dependency down",
+            extra={"actor": str(self.address), "error": str(outage)[:300], "refused": refused},
+        )
+
+    def _unavailable(self, outage: Exception) -> DependencyUnavailable:
+        dependency = outage.dependency if isinstance(outage, DependencyDown) else "postgres"
+        return DependencyUnavailable(self.address, str(outage)[:300], dependency=dependency)
 
     async def _serve(self, actor: Actor) -> None:
         while (envelope := await self._next()) is not None:
@@ -180,6 +216,10 @@ class Cell:
         except Refused as exc:
             if reply is not None:
                 reply.fail(exc)
+        except OUTAGES as exc:  # the actor is fine; what it needs is not: answer, don't crash
+            self._metrics.actor_unavailable.labels(self.kind.name).inc()
+            if reply is not None:
+                reply.fail(self._unavailable(exc))
         except BaseException as exc:  # incl. Cancelled from a kill: tell the asker, then crash
             if reply is not None:
                 why = self._kill_reason or f"{type(exc).__name__}: {exc}"

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge.settings import Settings
-
 
 @dataclass(frozen=True)
 class ActorConfig:
-    """Mailbox, deadlines, passivation and supervision settings (see ``edge/settings.py``)."""
+    """Mailbox, deadlines, passivation and supervision settings. A plain value: the edge
+    builds it from its settings (``BFF_ACTOR_*``)."""
 
     mailbox_size: int = 64
     tell_timeout_s: float = 1.0
@@ -31,19 +30,3 @@ class ActorConfig:
             raise ValueError("mailbox_size must be >= 1 (an unbuffered mailbox cannot passivate)")
         if self.restart_min_s > self.restart_max_s:
             raise ValueError("restart_min_s must not exceed restart_max_s")
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ActorConfig:
-        return cls(
-            mailbox_size=settings.actor_mailbox_size,
-            tell_timeout_s=settings.actor_tell_timeout_s,
-            ask_timeout_s=settings.actor_ask_timeout_s,
-            idle_timeout_s=settings.actor_idle_s,
-            restart_min_s=settings.actor_restart_min_s,
-            restart_max_s=settings.actor_restart_max_s,
-            restart_jitter=settings.actor_restart_jitter,
-            max_restarts=settings.actor_max_restarts,
-            restart_window_s=settings.actor_restart_window_s,
-            failed_hold_s=settings.actor_failed_hold_s,
-            max_active=settings.actor_max_active,
-        )

@@ -18,29 +18,31 @@ from typing import Annotated, Any
 
 import msgspec
 
+from actors.address import DEVICE as KIND
 from actors.address import ActorAddress
 from actors.errors import CommandRejected
 from actors.eventsourced import EventSourced, Pending
 from actors.kind import ActorKind
-from actors.messages import CommandId, DomainEvent, GetState, Handled, Identifier, Message
-from actors.notices import Notice, NoticeHub
-from actors.ports import EventLog
-from edge.auth.sessions import BackofficeSession, SessionStore
-from edge.redis_tier import RedisTier, TierUnavailable, text
-from ledger.device_status import DeviceStatusStore
-from ledger.model import SUBJECT_PREFIX
+from actors.messages import CommandId, DomainEvent, GetState, Handled, Message
+from actors.notices import END_OF_STREAM, Notice, NoticeHub
+from actors.ports import DependencyDown, DeviceStatus, EventLog, SessionTier, SyncCursors
+from schemas.actor_events import (
+    HEARTBEAT,
+    SESSION_CLOSED,
+    SESSION_OPENED,
+    HeartbeatRecorded,
+    SessionClosed,
+    SessionOpened,
+)
+from schemas.identifiers import Identifier
+from schemas.sessions import BackofficeSession
 
 log = logging.getLogger("bff.actors.device")
 
-KIND = "device"
-HEARTBEAT = SUBJECT_PREFIX + "device.heartbeat.v1"
-SESSION_OPENED = SUBJECT_PREFIX + "session.opened.v1"
-SESSION_CLOSED = SUBJECT_PREFIX + "session.closed.v1"
 SESSION_REVOKED = "melmastoon.iam.session.revoked.v1"
 USER_DISABLED = "melmastoon.iam.user.disabled.v1"
 RECENT_SESSIONS = 16
 HEARTBEAT_IDS = uuid.UUID("6f1c5d2e-9a43-4d2b-8c7e-0b5a3f1e2d4c")  # namespace of telemetry ids
-END_OF_STREAM = "_end"  # a Notice that closes the device's streams without an SSE event
 
 AppVersion = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 CloseReason = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
@@ -95,27 +97,6 @@ class SessionAck(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
 
 
 # --- events and state ----------------------------------------------------------------------
-
-
-class HeartbeatRecorded(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
-    command_id: str
-    app_version: str
-    at: datetime
-    operator_id: str | None = None
-
-
-class SessionOpened(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
-    session_id: str
-    operator_id: str
-    role: str
-    property_ids: list[str]
-    at: datetime
-
-
-class SessionClosed(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
-    session_id: str
-    reason: str
-    at: datetime
 
 
 class DeviceState(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
@@ -190,9 +171,9 @@ _revoked = msgspec.json.Decoder(RevokedEvent)
 @dataclass(frozen=True)
 class DeviceDeps:
     log: EventLog
-    cache: RedisTier
-    sessions: SessionStore
-    status: DeviceStatusStore
+    sessions: SessionTier
+    cursors: SyncCursors
+    status: DeviceStatus
     notices: NoticeHub
     heartbeat_sample_rate: float = 0.05
 
@@ -212,20 +193,18 @@ class DeviceActor(EventSourced[DeviceState]):
         """Reload what lives outside the ledger: status (Postgres), session ref, cursor."""
         tenant, device = self.address.tenant, self.address.id
         status = await self._deps.status.get(tenant, device)
-        session_key = self._deps.sessions.device_key(tenant, device)
-        session_ref = await self._deps.sessions.tier.run(lambda r: r.get(session_key))
-        cursor: Any = None
-        cursor_key = self._deps.cache.key(tenant, "device", device, "cursor")
+        session_ref = await self._deps.sessions.current(tenant, device)
+        cursor: str | None = None
         try:
-            cursor = await self._deps.cache.run(lambda r: r.get(cursor_key))
-        except TierUnavailable as exc:  # the cursor is a cache: the device re-handshakes
+            cursor = await self._deps.cursors.get(tenant, device)
+        except DependencyDown as exc:  # the cursor is a cache: the device re-handshakes
             log.warning(
                 "sync cursor not loaded", extra={"actor": str(self.address), "error": str(exc)}
             )
         self.state = msgspec.structs.replace(
             self.state,
-            session_ref=None if session_ref is None else text(session_ref),
-            sync_cursor=None if cursor is None else text(cursor),
+            session_ref=session_ref,
+            sync_cursor=cursor,
             heartbeat_count=status.heartbeat_count if status else 0,
             last_seen_at=status.last_seen_at if status else None,
             app_version=status.app_version if status else None,
@@ -323,7 +302,7 @@ class DeviceActor(EventSourced[DeviceState]):
         if self.state.session_ref == session_id:
             self.state = msgspec.structs.replace(self.state, session_ref=None)
         if changed:
-            self._deps.notices.publish(self.address.tenant, self.address.id, _ended(reason))
+            self._deps.notices.publish((self.address.tenant, self.address.id), _ended(reason))
         return SessionAck(session_id=session_id, changed=changed)
 
     async def _domain_event(self, event: DomainEvent) -> Handled:

@@ -13,11 +13,11 @@ import logging
 
 import msgspec
 
-from actors.kinds import device, property_
-from actors.messages import DomainEvent, Identifier
+from actors.address import device, property_
+from actors.messages import DomainEvent
+from actors.ports import InboundEvent, SessionTier
 from actors.system import ActorSystem
-from edge.auth.sessions import SessionStore
-from edge.bus.port import InboundEvent
+from schemas.identifiers import Identifier
 
 log = logging.getLogger("bff.actors.dispatch")
 
@@ -41,7 +41,7 @@ async def route_domain_event(
     system: ActorSystem,
     event: InboundEvent,
     *,
-    sessions: SessionStore | None = None,
+    sessions: SessionTier | None = None,
     timeout: float | None = None,
 ) -> None:
     """Deliver ``event`` to its DeviceActor and/or PropertyActor and wait until handled.
@@ -73,3 +73,15 @@ async def route_domain_event(
         targets.append(property_(event.tenant, refs.property_id))
     for target in targets:
         await system.ask(target, message, timeout=timeout)
+
+
+class DomainEventRouter:
+    """The bus subscriber's handler (an :data:`~actors.ports.EventHandler`): routes each
+    consumed event to its actors and returns once they handled it."""
+
+    def __init__(self, system: ActorSystem, sessions: SessionTier) -> None:
+        self._system = system
+        self._sessions = sessions
+
+    async def __call__(self, event: InboundEvent) -> None:
+        await route_domain_event(self._system, event, sessions=self._sessions)

@@ -1,4 +1,5 @@
-"""What callers of the actor runtime catch, and what the HTTP edge maps to error codes.
+"""What callers of the actor runtime catch, and what the HTTP edge maps to error codes
+(``edge.errors.code_for_actor_error``).
 
 The distinctions matter to callers: :class:`OverloadedError` means the message was never
 enqueued (safe to retry, maps to 503 OVERLOADED); :class:`AskTimeout` means it was enqueued but
@@ -10,7 +11,6 @@ no reply came in time (outcome unknown: retry with the same idempotency key);
 from __future__ import annotations
 
 from actors.address import ActorAddress
-from edge.errors import Code
 
 
 class ActorError(Exception):
@@ -55,7 +55,12 @@ class CommandRejected(Refused):
 
 
 class DependencyUnavailable(Refused):
-    """A dependency the command needs (e.g. the Redis cache tier) did not answer; retry later."""
+    """A dependency the message needs (Postgres, a Redis tier) did not answer: nothing was
+    decided, the actor stays up, the caller may retry later. Never counts as a crash."""
+
+    def __init__(self, address: ActorAddress, message: str, *, dependency: str = "") -> None:
+        super().__init__(address, message)
+        self.dependency = dependency
 
 
 class UnknownKind(ValueError):
@@ -68,14 +73,3 @@ class WrongMessage(TypeError):
 
 class SystemNotRunning(RuntimeError):
     """``tell``/``ask`` before :meth:`ActorSystem.run` started or after it stopped."""
-
-
-def error_code(exc: ActorError) -> Code:
-    """The API error code an HTTP edge answers with when a call to an actor fails."""
-    if isinstance(exc, OverloadedError):
-        return Code.OVERLOADED
-    if isinstance(exc, CommandRejected):
-        return Code.VALIDATION_FAILED
-    if isinstance(exc, DependencyUnavailable):
-        return Code.CACHE_UNAVAILABLE
-    return Code.SERVICE_UNAVAILABLE  # AskTimeout, ActorCrashed, ActorFailed: retryable

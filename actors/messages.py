@@ -8,9 +8,6 @@ from typing import Annotated
 import msgspec
 
 CommandId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-Identifier = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")
-]
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True, rename="camel", tag_field="type"):

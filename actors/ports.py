@@ -1,15 +1,42 @@
-"""What actors need from the ledger, as a protocol: actors depend on this, not on
-``ledger.appendlog.Ledger``, so the runtime can be exercised against any append-only log."""
+"""What the actors need from the world, as protocols. The core depends on these; the edge
+(``edge/adapters.py`` and ``edge/dashboard``) implements them over Redis, Postgres and the
+dashboard engine, and ``actors/testing.py`` implements them in memory.
+
+A port's implementation signals an outage of what is behind it by raising
+:class:`DependencyDown` (or, for Postgres, ``ledger.database.DatabaseUnavailable``): an outage is
+not a bug in the actor, so the runtime answers the message with a typed "dependency
+unavailable" instead of crashing the actor (FAILURE_MODES F-20).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Protocol
 
+import msgspec
+
+from ledger.database import DatabaseUnavailable
+from ledger.device_status import DeviceSyncStatus, HeartbeatOutcome
 from ledger.model import AppendResult, NewEvent, RecordedEvent
+from schemas.sessions import BackofficeSession
+
+
+class DependencyDown(Exception):
+    """The dependency behind a port did not answer (down, timed out, refused)."""
+
+    def __init__(self, dependency: str, detail: str) -> None:
+        super().__init__(f"{dependency} unavailable: {detail}")
+        self.dependency = dependency
+
+
+OUTAGES: tuple[type[Exception], ...] = (DependencyDown, DatabaseUnavailable)
+"""What an outage looks like to the runtime (a port's, or Postgres's through the ledger)."""
 
 
 class EventLog(Protocol):
+    """The ledger, as actors use it (``ledger.appendlog.Ledger``)."""
+
     async def append(
         self, events: Sequence[NewEvent], *, timeout: float = 5.0
     ) -> list[AppendResult]:
@@ -21,3 +48,100 @@ class EventLog(Protocol):
     ) -> list[RecordedEvent]:
         """Events of one stream with ``version > after_version``, oldest first."""
         ...
+
+
+class SessionTier(Protocol):
+    """Sessions and revocation markers shared by every instance (the Redis session tier)."""
+
+    async def open(self, session: BackofficeSession) -> None:
+        """Store the session and index it by device and operator."""
+        ...
+
+    async def close(self, tenant: str, session_id: str, device_id: str) -> None:
+        """Mark the session revoked for every instance, then forget it."""
+        ...
+
+    async def current(self, tenant: str, device_id: str) -> str | None:
+        """The id of the device's open session, if any."""
+        ...
+
+    async def devices_of(self, tenant: str, operator_id: str) -> list[str]:
+        """The devices the operator has (or had) sessions on."""
+        ...
+
+
+class DeviceStatus(Protocol):
+    """``DeviceSyncStatus`` per device (``ledger.device_status.DeviceStatusStore``)."""
+
+    async def get(self, tenant: str, device_id: str) -> DeviceSyncStatus | None: ...
+
+    async def record_heartbeat(
+        self,
+        tenant: str,
+        device_id: str,
+        *,
+        at: datetime,
+        app_version: str,
+        operator_id: str | None,
+        command_id: str,
+    ) -> HeartbeatOutcome:
+        """Upsert; a command id seen recently is counted once (``duplicate``)."""
+        ...
+
+
+class SyncCursors(Protocol):
+    """The devices' sync cursors (a cache: losing one costs the device a fresh handshake)."""
+
+    async def get(self, tenant: str, device_id: str) -> str | None: ...
+
+
+class Invalidation(msgspec.Struct, frozen=True, kw_only=True):
+    """What a cache-affecting domain event did to a property's composed views."""
+
+    voided: bool  # their generations were bumped: old entries can no longer be read
+    deleted: list[str]  # cache names whose entries were deleted
+    hinted: bool  # a refresh hint went to the devices following the property
+
+
+class PropertyViews(Protocol):
+    """A property's composed views (dashboards, workbench boards) in the cache tier, and the
+    engine that composes them. The cache keys of a property are written only behind this port
+    (``edge/dashboard/cache.py``)."""
+
+    async def names(self, tenant: str, property_id: str) -> list[str]:
+        """The cache names composed for the property (its index)."""
+        ...
+
+    async def track(self, tenant: str, property_id: str, name: str) -> None: ...
+
+    async def delete(self, tenant: str, property_id: str, names: Sequence[str]) -> int:
+        """Delete the entries and their index entries; returns how many entries existed."""
+        ...
+
+    async def invalidate(
+        self, tenant: str, property_id: str, subject: str, event_id: str
+    ) -> Invalidation:
+        """A domain event made some views stale: supersede their running compositions, void
+        their entries (generation bump), hint the desktops, delete the stale entries. Raises
+        :class:`DependencyDown` only when stale entries could neither be voided nor deleted
+        (then the event is redelivered)."""
+        ...
+
+
+class InboundEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A consumed domain event as the bus subscriber hands it to the actors.
+
+    On the wire a domain event's data is one JSON object that always has ``tenantId`` and, where
+    it concerns one, ``propertyId`` / ``deviceId`` / ``operatorId`` / ``sessionId``.
+    """
+
+    subject: str
+    event_id: str
+    tenant: str
+    data: msgspec.Raw
+    attributes: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+EventHandler = Callable[[InboundEvent], Awaitable[None]]
+"""Handles one event; returns only when it was handled (then the subscriber acks), raises to
+have it redelivered."""

@@ -27,8 +27,9 @@ from actors.errors import (
     UnknownKind,
     WrongMessage,
 )
+from actors.instruments import ActorInstruments
 from actors.kind import ActorKind
-from edge.metrics import Metrics
+from schemas.health import DependencyCheck
 
 log = logging.getLogger("bff.actors")
 
@@ -50,10 +51,15 @@ class ActorInfo:
 class ActorSystem:
     """Registry, delivery (tell/ask) and control (kill, list) of the process's actors."""
 
-    def __init__(self, kinds: Sequence[ActorKind], config: ActorConfig, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        kinds: Sequence[ActorKind],
+        config: ActorConfig,
+        metrics: ActorInstruments | None = None,
+    ) -> None:
         self.config = config
         self.kinds = {kind.name: kind for kind in kinds}
-        self._metrics = metrics
+        self._metrics = metrics = metrics if metrics is not None else ActorInstruments()
         self._cells: dict[ActorAddress, Cell] = {}
         self._stopping: dict[ActorAddress, Cell] = {}
         self._nursery: trio.Nursery | None = None
@@ -186,6 +192,16 @@ class ActorSystem:
 
     def failed(self) -> list[ActorAddress]:
         return sorted(a for a, c in self._cells.items() if c.status == "failed")
+
+    async def health(self) -> DependencyCheck:
+        """A readiness probe: not ready while an actor's supervisor has given up (an admin kill
+        clears it). A dependency outage never shows here: that dependency's probe fails."""
+        failed = self.failed()
+        if not failed:
+            return DependencyCheck(ok=True)
+        shown = ", ".join(str(a) for a in failed[:5])
+        more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+        return DependencyCheck(ok=False, detail=f"supervisor gave up: {shown}{more}")
 
     def kill(self, address: ActorAddress, reason: str = "killed via admin") -> bool:
         """Crash one actor (its supervisor restarts it). Killing a failed actor clears it, so

@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 import msgspec
 from quart import Quart, request
 
+from edge.asgi import REQUEST_ID_KEY
+from edge.auth.guard import authenticate
 from edge.auth.principal import Access
 from edge.errors import ApiError, Code
 
@@ -83,8 +85,6 @@ def _bind(view: View, context: object) -> View:
 
 
 def _guarded(view: View, context: object, spec: RouteSpec) -> View:
-    from edge.auth.guard import authenticate
-
     async def bound(**kwargs: Any) -> Any:
         principal = await authenticate(context, spec.auth, path_params=kwargs)
         return await view(context, principal=principal, **kwargs)
@@ -100,8 +100,6 @@ def _quart_path(path: str) -> str:
 
 def request_id() -> str:
     """The id of the current request (set by the ASGI middleware, echoed as X-Request-Id)."""
-    from edge.asgi import REQUEST_ID_KEY
-
     scope: Any = request.scope
     return str(scope.get(REQUEST_ID_KEY, ""))
 

@@ -1,4 +1,10 @@
-"""The Quart app: routes, error envelope, and the ASGI middleware stack around it."""
+"""The Quart app: routes, error envelope, and the ASGI middleware stack around it.
+
+Every failure a handler lets through becomes the contract's envelope here, in one place: an
+``ApiError`` as it says; an actor's failure by ``code_for_actor_error``; an outage of an
+adapter by its one exception type (Redis ``TierUnavailable`` → 503 CACHE_UNAVAILABLE, Postgres
+``DatabaseUnavailable`` → 503 SERVICE_UNAVAILABLE; upstream failures are ``ApiError``s already).
+"""
 
 from __future__ import annotations
 
@@ -10,13 +16,16 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from actors.errors import ActorError
 from edge.api import Api, request_id
 from edge.asgi import ROUTE_KEY, ASGIApp, RequestContext, ShieldFinalSend
+from edge.assembly import Services
 from edge.dashboard.docs import document_widgets
-from edge.errors import ApiError, Code, code_for_status, envelope_bytes
+from edge.errors import ApiError, Code, code_for_actor_error, code_for_status, envelope_bytes
 from edge.openapi import build_openapi
+from edge.redis_tier import TierUnavailable
 from edge.routes import dashboard, devices, health, testing, workbench
-from edge.services import Services
+from ledger.database import DatabaseUnavailable
 
 log = logging.getLogger("bff.app")
 VERSION = "0.1.0"
@@ -57,6 +66,22 @@ def create_app(services: Services) -> QuartTrio:
     @app.errorhandler(ApiError)
     async def api_error(exc: ApiError) -> Response:
         return _error(services, exc.code, exc.message, exc.headers)
+
+    @app.errorhandler(ActorError)
+    async def actor_error(exc: ActorError) -> Response:
+        return _error(
+            services, code_for_actor_error(exc), "the request could not be handled; retry", {}
+        )
+
+    @app.errorhandler(TierUnavailable)
+    async def redis_down(exc: TierUnavailable) -> Response:
+        log.warning("redis tier unavailable", extra={"requestId": request_id(), "error": str(exc)})
+        return _error(services, Code.CACHE_UNAVAILABLE, f"{exc.dependency} unavailable; retry", {})
+
+    @app.errorhandler(DatabaseUnavailable)
+    async def postgres_down(exc: DatabaseUnavailable) -> Response:
+        log.warning("postgres unavailable", extra={"requestId": request_id(), "error": str(exc)})
+        return _error(services, Code.SERVICE_UNAVAILABLE, "database unavailable; retry", {})
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:

@@ -6,6 +6,12 @@ import enum
 
 import msgspec
 
+from actors.errors import (
+    ActorError,
+    CommandRejected,
+    DependencyUnavailable,
+    OverloadedError,
+)
 from schemas.errors import ErrorBody, ErrorEnvelope
 
 
@@ -81,3 +87,15 @@ def code_for_status(status: int) -> Code:
     if status == 400:
         return Code.VALIDATION_FAILED
     return _STATUS_CODES.get(status, Code.INTERNAL if status >= 500 else Code.VALIDATION_FAILED)
+
+
+def code_for_actor_error(exc: ActorError) -> Code:
+    """The API error code for a call to an actor that failed (the one place this is decided)."""
+    if isinstance(exc, OverloadedError):
+        return Code.OVERLOADED
+    if isinstance(exc, CommandRejected):
+        return Code.VALIDATION_FAILED
+    if isinstance(exc, DependencyUnavailable):
+        redis = exc.dependency.startswith("redis")
+        return Code.CACHE_UNAVAILABLE if redis else Code.SERVICE_UNAVAILABLE
+    return Code.SERVICE_UNAVAILABLE  # AskTimeout, ActorCrashed, ActorFailed: retryable

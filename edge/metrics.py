@@ -4,29 +4,13 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-LATENCY_BUCKETS = (
-    0.001,
-    0.0025,
-    0.005,
-    0.0075,
-    0.01,
-    0.015,
-    0.02,
-    0.025,
-    0.05,
-    0.1,
-    0.2,
-    0.4,
-    0.8,
-    1.5,
-    3,
-    10,
-    30,
-)
+from actors.instruments import ActorInstruments
+from ledger.instruments import LATENCY_BUCKETS, LedgerInstruments
 
 
 class Metrics:
-    """Every metric the service exports. Later features add theirs here, in one place."""
+    """Every metric the service exports, on one registry. The core packages own their
+    instruments (``actors.instruments``, ``ledger.instruments``); the edge registers them here."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -52,85 +36,14 @@ class Metrics:
             registry=r,
         )
         self.in_flight = Gauge("bff_http_in_flight", "Requests being served", registry=r)
-        self._add_actor_metrics(r)
-        self._add_ledger_metrics(r)
+        self.actors = ActorInstruments(r)  # owned by actors/
+        self.ledger = LedgerInstruments(r)  # owned by ledger/
+        self._add_bus_metrics(r)
         self._add_upstream_metrics(r)
         self._add_dashboard_metrics(r)
 
-    def _add_actor_metrics(self, r: CollectorRegistry) -> None:
-        """Actor runtime (actors/): population, mailboxes, supervision, delivery failures."""
-        self.actors_active = Gauge(
-            "bff_actors_active", "Live (not failed) actors by kind", ["kind"], registry=r
-        )
-        self.actors_failed = Gauge(
-            "bff_actors_failed", "Actors whose supervisor gave up, by kind", ["kind"], registry=r
-        )
-        self.actor_mailbox_depth = Gauge(
-            "bff_actor_mailbox_depth", "Messages queued in mailboxes, by kind", ["kind"], registry=r
-        )
-        self.actor_activations = Counter(
-            "bff_actor_activations",
-            "Actor activations (virtual actor brought to life)",
-            ["kind"],
-            registry=r,
-        )
-        self.actor_restarts = Counter(
-            "bff_actor_restarts", "Supervisor restarts after a crash or kill", ["kind"], registry=r
-        )
-        self.actor_escalations = Counter(
-            "bff_actor_escalations",
-            "Supervisors that gave up (restart budget exhausted)",
-            ["kind"],
-            registry=r,
-        )
-        self.actor_passivations = Counter(
-            "bff_actor_passivations", "Idle actors passivated", ["kind"], registry=r
-        )
-        self.actor_overloaded = Counter(
-            "bff_actor_overloaded",
-            "Messages refused because a mailbox stayed full",
-            ["kind"],
-            registry=r,
-        )
-        self.actor_ask_timeouts = Counter(
-            "bff_actor_ask_timeouts",
-            "Asks that got no reply before their deadline",
-            ["kind"],
-            registry=r,
-        )
-        self.actor_expired = Counter(
-            "bff_actor_expired",
-            "Asks dropped unprocessed because the asker had given up",
-            ["kind"],
-            registry=r,
-        )
-
-    def _add_ledger_metrics(self, r: CollectorRegistry) -> None:
-        """Ledger writer, retention, outbox relay and bus subscriber (ledger/, edge/bus/)."""
-        self.ledger_appended = Counter(
-            "bff_ledger_appended_events", "Events durably appended", registry=r
-        )
-        self.ledger_batch_events = Histogram(
-            "bff_ledger_batch_events",
-            "Events per group-committed batch",
-            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
-            registry=r,
-        )
-        self.ledger_commit_seconds = Histogram(
-            "bff_ledger_commit_duration_seconds",
-            "Time to write one batch",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.ledger_append_errors = Counter(
-            "bff_ledger_append_errors",
-            "Failed appends by reason (conflict, timeout, connection, rejected)",
-            ["reason"],
-            registry=r,
-        )
-        self.ledger_pruned = Counter(
-            "bff_ledger_pruned_rows", "Rows deleted by retention", registry=r
-        )
+    def _add_bus_metrics(self, r: CollectorRegistry) -> None:
+        """Outbox relay and bus subscriber (edge/bus/)."""
         self.relay_published = Counter(
             "bff_relay_published_events", "Ledger rows the broker acknowledged", registry=r
         )

@@ -15,17 +15,20 @@ import redis.exceptions
 import trio
 import trio_asyncio
 
+from actors.ports import DependencyDown
+
 T = TypeVar("T")
 
 Client = aioredis.Redis
 MAX_CONNECTIONS = 128
 
 
-class TierUnavailable(Exception):
-    """The tier did not answer within its deadline or refused the connection."""
+class TierUnavailable(DependencyDown):
+    """The tier did not answer within its deadline or refused the connection (the Redis
+    adapters' one "dependency is down" exception; the core sees it as ``DependencyDown``)."""
 
     def __init__(self, tier: str, detail: str) -> None:
-        super().__init__(f"redis {tier} tier unavailable: {detail}")
+        super().__init__(f"redis {tier} tier", detail)
         self.tier = tier
 
 

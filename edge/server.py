@@ -4,7 +4,7 @@ Task tree (docs/ARCHITECTURE.md has the full picture)::
 
     trio.run(serve_service)
     └── trio_asyncio.open_loop()           asyncpg and redis-py run on this loop
-        └── open_services()                Postgres pool, Redis cache + session tiers
+        └── assemble()                     every long-lived object, in dependency order
             └── nursery
                 ├── watch_signals          SIGTERM/SIGINT → drain → shutdown trigger
                 └── hypercorn serve        public app on $PORT
@@ -23,10 +23,9 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 
 from edge.app import asgi_stack, create_app
+from edge.assembly import Services, assemble
 from edge.logs import configure_logging
-from edge.services import Services, open_services
 from edge.settings import Settings, SettingsError, load_settings, redact_url
-from edge.system import run_system
 
 log = logging.getLogger("bff.server")
 
@@ -58,8 +57,7 @@ async def serve_service(
     """Run until SIGTERM/SIGINT; in-flight requests get ``shutdown_grace_s`` to finish."""
     async with (
         trio_asyncio.open_loop(),
-        open_services(settings) as services,
-        run_system(services),
+        assemble(settings) as services,
     ):
         app = create_app(services)
         shutdown = trio.Event()

@@ -1,111 +1,340 @@
 """One typed settings object, read from environment variables.
 
-Every field maps to exactly one variable (``ENV_NAMES``); a bad value stops start-up with a
-single line naming the variable, never a traceback.
+Field ``foo_bar`` is read from ``BFF_FOO_BAR``; the few fields in ``UNPREFIXED`` keep the name
+the platform or a client library already uses. Each field documents itself
+(``Meta(description=...)``), and the README's settings table is generated from those
+descriptions (``python -m edge.settings --markdown``), so names, defaults and meanings live here
+only. A bad value stops start-up with a single line naming the variable, never a traceback.
 """
 
 from __future__ import annotations
 
+import argparse
+import itertools
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import msgspec
+import msgspec.inspect
+from msgspec import Meta
 
-Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
-Seconds = Annotated[float, msgspec.Meta(gt=0, le=3600)]
+Port = Annotated[int, Meta(ge=0, le=65535)]
+Seconds = Annotated[float, Meta(gt=0, le=3600)]
+# A URL's scheme is checked before conversion (see ``load_settings``), not by a msgspec pattern:
+# a pattern failure would echo the value, password included.
+HttpUrl = Annotated[str, Meta(extra={"schemes": ("http://", "https://")})]
+PostgresUrl = Annotated[str, Meta(extra={"schemes": ("postgres://", "postgresql://")})]
+RedisUrl = Annotated[str, Meta(extra={"schemes": ("redis://", "rediss://", "unix://")})]
+UpstreamUrl = Annotated[
+    HttpUrl,
+    Meta(
+        description="base URL per upstream; empty = `SIM_URL/<name>` (local) or "
+        "`https://<name>.melmastoon.internal` (production)"
+    ),
+]
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    """Process configuration. Defaults suit the local demo stack."""
+    """Process configuration. Defaults suit the local demo stack.
 
-    port: Port = 8080
-    host: str = "0.0.0.0"
-    admin_port: Port = 8081
-    mode: Literal["local", "production"] = "local"
-    public_url: str = ""
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/bff_backoffice"
-    db_pool_min: Annotated[int, msgspec.Meta(ge=0, le=100)] = 1
-    db_pool_max: Annotated[int, msgspec.Meta(ge=1, le=200)] = 10
-    redis_cache_url: str = "redis://127.0.0.1:6379/0"
-    redis_session_url: str = "redis://127.0.0.1:6379/0"
-    redis_prefix: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,40}$")] = "bff"
-    sim_url: str = "http://127.0.0.1:8090"
-    bus: Literal["auto", "pubsub", "embedded"] = "auto"
-    pubsub_emulator_host: str = ""
-    pubsub_project: str = "bff-local"
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=16 * 1024 * 1024)] = 256 * 1024
-    keepalive_timeout_s: Seconds = 5.0
-    shutdown_grace_s: Seconds = 10.0
-    dependency_timeout_s: Seconds = 2.0
-    instance_id: str = ""
-    enable_test_routes: bool = False
-    # actor runtime (actors/): mailbox, deadlines, passivation, supervision
-    actor_mailbox_size: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 64
-    actor_tell_timeout_s: Seconds = 1.0
-    actor_ask_timeout_s: Seconds = 5.0
-    actor_idle_s: Seconds = 300.0
-    actor_restart_min_s: Seconds = 0.05
-    actor_restart_max_s: Seconds = 5.0
-    actor_restart_jitter: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.2
-    actor_max_restarts: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 5
-    actor_restart_window_s: Seconds = 30.0
-    actor_failed_hold_s: Seconds = 60.0
-    actor_max_active: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 100_000
-    # ledger, relay and bus subscriber (ledger/, edge/bus/)
-    ledger_max_batch: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 500
-    ledger_retention_days: Annotated[float, msgspec.Meta(gt=0, le=3650)] = 90.0
-    ledger_retention_interval_s: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 3600.0
-    ledger_retention_batch: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 5000
-    relay_enabled: bool = True
-    relay_batch: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 500
-    relay_poll_s: Seconds = 0.2
-    relay_backoff_max_s: Seconds = 30.0
-    bus_publish_timeout_s: Seconds = 10.0
-    bus_stream_maxlen: Annotated[int, msgspec.Meta(ge=100, le=100_000_000)] = 100_000
-    bus_subscription_ttl_s: Annotated[int, msgspec.Meta(ge=86_400, le=31 * 86_400)] = 86_400
-    subscriber_enabled: bool = True
-    subscriber_max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
-    subscriber_handler_timeout_s: Seconds = 10.0
-    # upstream clients (edge/upstream/): auth, breaker, per-upstream base-URL overrides
-    upstream_auth: Literal["auto", "none", "google"] = "auto"
-    metadata_url: str = "http://metadata.google.internal"
-    breaker_failures: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
-    breaker_open_s: Seconds = 5.0
-    upstream_concurrency: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 64
-    upstream_iam_url: str = ""
-    upstream_tenant_url: str = ""
-    upstream_property_url: str = ""
-    upstream_reservation_url: str = ""
-    upstream_inventory_url: str = ""
-    upstream_pricing_url: str = ""
-    upstream_housekeeping_url: str = ""
-    upstream_maintenance_url: str = ""
-    upstream_billing_url: str = ""
-    upstream_lock_url: str = ""
-    upstream_ai_url: str = ""
-    upstream_notification_url: str = ""
-    upstream_sync_url: str = ""
-    upstream_analytics_url: str = ""
-    # device auth and sessions (edge/auth/)
-    dpop_max_age_s: Annotated[float, msgspec.Meta(gt=0, le=600)] = 60.0
-    dpop_max_future_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 5.0
-    rate_limit_per_minute: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 600
-    heartbeat_sample_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.05
-    tenant_status_ttl_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 300.0
-    version_floor_refresh_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
-    jwks_min_refetch_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 5.0
-    iam_issuer: str = "https://iam.melmastoon.internal"
-    iam_audience: str = "bff-backoffice-service"
-    # dashboard stream and workbench views (edge/dashboard/)
-    dashboard_deadline_s: Annotated[float, msgspec.Meta(gt=0, le=30)] = 0.55
-    dashboard_ttl_s: Seconds = 30.0
-    dashboard_partial_ttl_s: Seconds = 5.0
-    dashboard_cache_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.25
-    workbench_deadline_s: Annotated[float, msgspec.Meta(gt=0, le=30)] = 0.9
-    workbench_ttl_s: Seconds = 15.0
-    workbench_stale_max_s: Seconds = 600.0
+    Fields are declared in the order of the README table; ``SECTIONS`` names where a group starts.
+    """
+
+    port: Annotated[Port, Meta(description="public HTTP port")] = 8080
+    host: Annotated[str, Meta(description="public bind address")] = "0.0.0.0"
+    admin_port: Annotated[
+        Port, Meta(description="admin endpoint port (always bound to 127.0.0.1; `0` disables it)")
+    ] = 8081
+    mode: Annotated[
+        Literal["local", "production"],
+        Meta(
+            description="`local` (simulator, no upstream auth) or `production` "
+            "(Google ID tokens upstream)"
+        ),
+    ] = "local"
+    public_url: Annotated[
+        str,
+        Meta(description="externally visible base URL (DPoP `htu` checks behind a load balancer)"),
+    ] = ""
+    database_url: Annotated[PostgresUrl, Meta(description="Postgres (ledger, outbox)")] = (
+        "postgresql://postgres@127.0.0.1:5432/bff_backoffice"
+    )
+    db_pool_max: Annotated[
+        int,
+        Meta(ge=1, le=200, description="most Postgres connections open at once (opened on demand)"),
+    ] = 10
+    redis_session_url: Annotated[RedisUrl, Meta(description="Redis session tier (no eviction)")] = (
+        "redis://127.0.0.1:6379/0"
+    )
+    redis_cache_url: Annotated[RedisUrl, Meta(description="Redis cache tier")] = (
+        "redis://127.0.0.1:6379/0"
+    )
+    redis_prefix: Annotated[
+        str,
+        Meta(
+            pattern=r"^[A-Za-z0-9_.-]{1,40}$",
+            description="first segment of every Redis key (`<prefix>:<tenant>:…`)",
+        ),
+    ] = "bff"
+    sim_url: Annotated[
+        HttpUrl,
+        Meta(description="upstream simulator; in local mode every upstream is `SIM_URL/<name>`"),
+    ] = "http://127.0.0.1:8090"
+    bus: Annotated[
+        Literal["auto", "pubsub", "embedded"],
+        Meta(
+            description="`pubsub`, `embedded` (Redis Streams) or `auto` (Pub/Sub when "
+            "`PUBSUB_EMULATOR_HOST` is set or in production)"
+        ),
+    ] = "auto"
+    pubsub_emulator_host: Annotated[
+        str, Meta(description="`host:port` of the Pub/Sub emulator")
+    ] = ""
+    pubsub_project: Annotated[
+        str, Meta(description="Google Cloud project of the topics and subscriptions")
+    ] = "bff-local"
+    instance_id: Annotated[
+        str,
+        Meta(
+            description="names this instance's subscriptions (each instance receives every "
+            "event); empty = generated"
+        ),
+    ] = ""
+    log_level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR"],
+        Meta(description="`DEBUG`, `INFO`, `WARNING`, `ERROR` (JSON lines on stdout)"),
+    ] = "INFO"
+    max_body_bytes: Annotated[
+        int,
+        Meta(
+            ge=1024,
+            le=16 * 1024 * 1024,
+            description="larger request bodies get 413 `PAYLOAD_TOO_LARGE`",
+        ),
+    ] = 256 * 1024
+    keepalive_timeout_s: Annotated[
+        Seconds, Meta(description="idle keep-alive connections are closed after this")
+    ] = 5.0
+    shutdown_grace_s: Annotated[
+        Seconds, Meta(description="on SIGTERM, in-flight requests get this long to finish")
+    ] = 10.0
+    dependency_timeout_s: Annotated[
+        Seconds, Meta(description="deadline of each Redis call and of readiness probes")
+    ] = 2.0
+    enable_test_routes: Annotated[
+        bool, Meta(description="mounts `/_test/*` (tests only; never in production mode)")
+    ] = False
+
+    actor_mailbox_size: Annotated[
+        int, Meta(ge=1, le=100_000, description="bounded mailbox per actor")
+    ] = 64
+    actor_tell_timeout_s: Annotated[
+        Seconds,
+        Meta(description="how long a sender waits on a full mailbox (then 503 `OVERLOADED`)"),
+    ] = 1.0
+    actor_ask_timeout_s: Annotated[
+        Seconds,
+        Meta(description="how long a sender waits for a reply (then 503 `SERVICE_UNAVAILABLE`)"),
+    ] = 5.0
+    actor_idle_s: Annotated[Seconds, Meta(description="idle actors passivate after this")] = 300.0
+    actor_restart_min_s: Annotated[
+        Seconds, Meta(description="first restart delay of a crashed actor (doubles per restart)")
+    ] = 0.05
+    actor_restart_max_s: Annotated[
+        Seconds, Meta(description="longest restart delay of a crashed actor")
+    ] = 5.0
+    actor_restart_jitter: Annotated[
+        float, Meta(ge=0, le=1, description="random share added to each restart delay")
+    ] = 0.2
+    actor_max_restarts: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=1000,
+            description="restart budget per window; past it the supervisor gives up "
+            "(readiness fails)",
+        ),
+    ] = 5
+    actor_restart_window_s: Annotated[
+        Seconds, Meta(description="the window the restart budget counts over")
+    ] = 30.0
+    actor_failed_hold_s: Annotated[
+        Seconds,
+        Meta(description="how long a given-up actor stays failed before it may reactivate"),
+    ] = 60.0
+    actor_max_active: Annotated[
+        int, Meta(ge=1, le=10_000_000, description="live actors per process")
+    ] = 100_000
+
+    ledger_max_batch: Annotated[int, Meta(ge=1, le=5000, description="events per group commit")] = (
+        500
+    )
+    ledger_retention_days: Annotated[
+        float,
+        Meta(
+            gt=0,
+            le=3650,
+            description="activity retention: age past which rows go (only rows the relay "
+            "published)",
+        ),
+    ] = 90.0
+    ledger_retention_interval_s: Annotated[
+        float, Meta(gt=0, le=86_400, description="activity retention: how often the job runs")
+    ] = 3600.0
+    ledger_retention_batch: Annotated[
+        int, Meta(ge=1, le=100_000, description="activity retention: rows per deletion batch")
+    ] = 5000
+    relay_enabled: Annotated[bool, Meta(description="run the outbox relay to the bus")] = True
+    relay_batch: Annotated[
+        int, Meta(ge=1, le=5000, description="outbox rows the relay publishes per batch")
+    ] = 500
+    relay_poll_s: Annotated[
+        Seconds, Meta(description="how often an idle relay looks for new outbox rows")
+    ] = 0.2
+    relay_backoff_max_s: Annotated[
+        Seconds, Meta(description="longest relay backoff while the bus is failing")
+    ] = 30.0
+    bus_publish_timeout_s: Annotated[Seconds, Meta(description="deadline of one publish")] = 10.0
+    bus_stream_maxlen: Annotated[
+        int,
+        Meta(
+            ge=100,
+            le=100_000_000,
+            description="approximate length cap of each embedded-bus stream",
+        ),
+    ] = 100_000
+    bus_subscription_ttl_s: Annotated[
+        int,
+        Meta(
+            ge=86_400,
+            le=31 * 86_400,
+            description="an instance's subscription expires this long after the instance is gone",
+        ),
+    ] = 86_400
+    subscriber_enabled: Annotated[bool, Meta(description="consume domain events from the bus")] = (
+        True
+    )
+    subscriber_max_attempts: Annotated[
+        int,
+        Meta(ge=1, le=100, description="attempts at a consumed event before dead-lettering it"),
+    ] = 5
+    subscriber_handler_timeout_s: Annotated[
+        Seconds, Meta(description="deadline of handling one consumed event")
+    ] = 10.0
+
+    upstream_auth: Annotated[
+        Literal["auto", "none", "google"],
+        Meta(
+            description="`google` (ID tokens from the metadata server), `none`, or `auto` "
+            "(google in production)"
+        ),
+    ] = "auto"
+    metadata_url: Annotated[HttpUrl, Meta(description="metadata server for ID tokens")] = (
+        "http://metadata.google.internal"
+    )
+    breaker_failures: Annotated[
+        int,
+        Meta(ge=1, le=1000, description="consecutive failures that open an upstream's circuit"),
+    ] = 5
+    breaker_open_s: Annotated[
+        Seconds, Meta(description="how long an open circuit stays open before a trial")
+    ] = 5.0
+    upstream_concurrency: Annotated[
+        int, Meta(ge=1, le=1000, description="requests in flight per upstream")
+    ] = 64
+    upstream_iam_url: UpstreamUrl = ""
+    upstream_tenant_url: UpstreamUrl = ""
+    upstream_property_url: UpstreamUrl = ""
+    upstream_reservation_url: UpstreamUrl = ""
+    upstream_inventory_url: UpstreamUrl = ""
+    upstream_pricing_url: UpstreamUrl = ""
+    upstream_housekeeping_url: UpstreamUrl = ""
+    upstream_maintenance_url: UpstreamUrl = ""
+    upstream_billing_url: UpstreamUrl = ""
+    upstream_lock_url: UpstreamUrl = ""
+    upstream_ai_url: UpstreamUrl = ""
+    upstream_notification_url: UpstreamUrl = ""
+    upstream_sync_url: UpstreamUrl = ""
+    upstream_analytics_url: UpstreamUrl = ""
+
+    dpop_max_age_s: Annotated[
+        float,
+        Meta(
+            gt=0,
+            le=600,
+            description="oldest accepted DPoP proof `iat`; `jti`s are remembered this long",
+        ),
+    ] = 60.0
+    dpop_max_future_s: Annotated[
+        float,
+        Meta(ge=0, le=60, description="how far in the future a DPoP proof `iat` may be"),
+    ] = 5.0
+    rate_limit_per_minute: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=1_000_000,
+            description="requests per device per minute (429 `RATE_LIMITED` with `Retry-After`)",
+        ),
+    ] = 600
+    heartbeat_sample_rate: Annotated[
+        float,
+        Meta(
+            ge=0,
+            le=1,
+            description="share of heartbeats appended to the ledger as `device.heartbeat.v1` "
+            "telemetry",
+        ),
+    ] = 0.05
+    tenant_status_ttl_s: Annotated[
+        float, Meta(gt=0, le=3600, description="tenant suspension cache (F-3)")
+    ] = 300.0
+    version_floor_refresh_s: Annotated[
+        float,
+        Meta(
+            gt=0,
+            le=3600,
+            description="re-read of the app-version floor (`<prefix>:_global:flags` → "
+            "`appVersionFloor`)",
+        ),
+    ] = 30.0
+    jwks_min_refetch_s: Annotated[
+        float,
+        Meta(ge=0, le=3600, description="an unknown `kid` refetches iam's JWKS at most this often"),
+    ] = 5.0
+    iam_issuer: Annotated[str, Meta(description="required `iss` of access tokens")] = (
+        "https://iam.melmastoon.internal"
+    )
+    iam_audience: Annotated[str, Meta(description="required `aud` of access tokens")] = (
+        "bff-backoffice-service"
+    )
+
+    dashboard_deadline_s: Annotated[
+        float,
+        Meta(gt=0, le=30, description="hard deadline of one dashboard composition (F-33)"),
+    ] = 0.55
+    dashboard_ttl_s: Annotated[
+        Seconds, Meta(description="`DashboardSnapshot` cache time, complete")
+    ] = 30.0
+    dashboard_partial_ttl_s: Annotated[
+        Seconds, Meta(description="`DashboardSnapshot` cache time, partial")
+    ] = 5.0
+    dashboard_cache_timeout_s: Annotated[
+        float,
+        Meta(gt=0, le=10, description="deadline of a cache-tier read before reading through"),
+    ] = 0.25
+    workbench_deadline_s: Annotated[
+        float, Meta(gt=0, le=30, description="workbench composition deadline")
+    ] = 0.9
+    workbench_ttl_s: Annotated[Seconds, Meta(description="`WorkbenchView` cache time")] = 15.0
+    workbench_stale_max_s: Annotated[
+        Seconds,
+        Meta(
+            description="how stale a board may be served (`stale: true`) while its upstream is down"
+        ),
+    ] = 600.0
 
     @property
     def bus_kind(self) -> Literal["pubsub", "embedded"]:
@@ -117,112 +346,59 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return self.bus
 
 
-ENV_NAMES: dict[str, str] = {
-    "port": "PORT",
-    "host": "BFF_HOST",
-    "admin_port": "BFF_ADMIN_PORT",
-    "mode": "BFF_MODE",
-    "public_url": "BFF_PUBLIC_URL",
-    "database_url": "BFF_DATABASE_URL",
-    "db_pool_min": "BFF_DB_POOL_MIN",
-    "db_pool_max": "BFF_DB_POOL_MAX",
-    "redis_cache_url": "BFF_REDIS_CACHE_URL",
-    "redis_session_url": "BFF_REDIS_SESSION_URL",
-    "redis_prefix": "BFF_REDIS_PREFIX",
-    "sim_url": "SIM_URL",
-    "bus": "BFF_BUS",
-    "pubsub_emulator_host": "PUBSUB_EMULATOR_HOST",
-    "pubsub_project": "BFF_PUBSUB_PROJECT",
-    "log_level": "BFF_LOG_LEVEL",
-    "max_body_bytes": "BFF_MAX_BODY_BYTES",
-    "keepalive_timeout_s": "BFF_KEEPALIVE_TIMEOUT_S",
-    "shutdown_grace_s": "BFF_SHUTDOWN_GRACE_S",
-    "dependency_timeout_s": "BFF_DEPENDENCY_TIMEOUT_S",
-    "instance_id": "BFF_INSTANCE_ID",
-    "enable_test_routes": "BFF_ENABLE_TEST_ROUTES",
-    "actor_mailbox_size": "BFF_ACTOR_MAILBOX_SIZE",
-    "actor_tell_timeout_s": "BFF_ACTOR_TELL_TIMEOUT_S",
-    "actor_ask_timeout_s": "BFF_ACTOR_ASK_TIMEOUT_S",
-    "actor_idle_s": "BFF_ACTOR_IDLE_S",
-    "actor_restart_min_s": "BFF_ACTOR_RESTART_MIN_S",
-    "actor_restart_max_s": "BFF_ACTOR_RESTART_MAX_S",
-    "actor_restart_jitter": "BFF_ACTOR_RESTART_JITTER",
-    "actor_max_restarts": "BFF_ACTOR_MAX_RESTARTS",
-    "actor_restart_window_s": "BFF_ACTOR_RESTART_WINDOW_S",
-    "actor_failed_hold_s": "BFF_ACTOR_FAILED_HOLD_S",
-    "actor_max_active": "BFF_ACTOR_MAX_ACTIVE",
-    "ledger_max_batch": "BFF_LEDGER_MAX_BATCH",
-    "ledger_retention_days": "BFF_LEDGER_RETENTION_DAYS",
-    "ledger_retention_interval_s": "BFF_LEDGER_RETENTION_INTERVAL_S",
-    "ledger_retention_batch": "BFF_LEDGER_RETENTION_BATCH",
-    "relay_enabled": "BFF_RELAY_ENABLED",
-    "relay_batch": "BFF_RELAY_BATCH",
-    "relay_poll_s": "BFF_RELAY_POLL_S",
-    "relay_backoff_max_s": "BFF_RELAY_BACKOFF_MAX_S",
-    "bus_publish_timeout_s": "BFF_BUS_PUBLISH_TIMEOUT_S",
-    "bus_stream_maxlen": "BFF_BUS_STREAM_MAXLEN",
-    "bus_subscription_ttl_s": "BFF_BUS_SUBSCRIPTION_TTL_S",
-    "subscriber_enabled": "BFF_SUBSCRIBER_ENABLED",
-    "subscriber_max_attempts": "BFF_SUBSCRIBER_MAX_ATTEMPTS",
-    "subscriber_handler_timeout_s": "BFF_SUBSCRIBER_HANDLER_TIMEOUT_S",
-    "upstream_auth": "BFF_UPSTREAM_AUTH",
-    "metadata_url": "BFF_METADATA_URL",
-    "breaker_failures": "BFF_BREAKER_FAILURES",
-    "breaker_open_s": "BFF_BREAKER_OPEN_S",
-    "upstream_concurrency": "BFF_UPSTREAM_CONCURRENCY",
-    "upstream_iam_url": "BFF_UPSTREAM_IAM_URL",
-    "upstream_tenant_url": "BFF_UPSTREAM_TENANT_URL",
-    "upstream_property_url": "BFF_UPSTREAM_PROPERTY_URL",
-    "upstream_reservation_url": "BFF_UPSTREAM_RESERVATION_URL",
-    "upstream_inventory_url": "BFF_UPSTREAM_INVENTORY_URL",
-    "upstream_pricing_url": "BFF_UPSTREAM_PRICING_URL",
-    "upstream_housekeeping_url": "BFF_UPSTREAM_HOUSEKEEPING_URL",
-    "upstream_maintenance_url": "BFF_UPSTREAM_MAINTENANCE_URL",
-    "upstream_billing_url": "BFF_UPSTREAM_BILLING_URL",
-    "upstream_lock_url": "BFF_UPSTREAM_LOCK_URL",
-    "upstream_ai_url": "BFF_UPSTREAM_AI_URL",
-    "upstream_notification_url": "BFF_UPSTREAM_NOTIFICATION_URL",
-    "upstream_sync_url": "BFF_UPSTREAM_SYNC_URL",
-    "upstream_analytics_url": "BFF_UPSTREAM_ANALYTICS_URL",
-    "dpop_max_age_s": "BFF_DPOP_MAX_AGE_S",
-    "dpop_max_future_s": "BFF_DPOP_MAX_FUTURE_S",
-    "rate_limit_per_minute": "BFF_RATE_LIMIT_PER_MINUTE",
-    "heartbeat_sample_rate": "BFF_HEARTBEAT_SAMPLE_RATE",
-    "tenant_status_ttl_s": "BFF_TENANT_STATUS_TTL_S",
-    "version_floor_refresh_s": "BFF_VERSION_FLOOR_REFRESH_S",
-    "jwks_min_refetch_s": "BFF_JWKS_MIN_REFETCH_S",
-    "iam_issuer": "BFF_IAM_ISSUER",
-    "iam_audience": "BFF_IAM_AUDIENCE",
-    "dashboard_deadline_s": "BFF_DASHBOARD_DEADLINE_S",
-    "dashboard_ttl_s": "BFF_DASHBOARD_TTL_S",
-    "dashboard_partial_ttl_s": "BFF_DASHBOARD_PARTIAL_TTL_S",
-    "dashboard_cache_timeout_s": "BFF_DASHBOARD_CACHE_TIMEOUT_S",
-    "workbench_deadline_s": "BFF_WORKBENCH_DEADLINE_S",
-    "workbench_ttl_s": "BFF_WORKBENCH_TTL_S",
-    "workbench_stale_max_s": "BFF_WORKBENCH_STALE_MAX_S",
+# Variables read without the ``BFF_`` prefix: Cloud Run sets ``PORT``; ``SIM_URL`` is shared with
+# the simulator and the ops tools; the Google client library itself reads ``PUBSUB_EMULATOR_HOST``.
+UNPREFIXED = frozenset({"port", "sim_url", "pubsub_emulator_host"})
+
+# README table headings, keyed by the first field of each group.
+SECTIONS: dict[str, str] = {
+    "actor_mailbox_size": "**actors** (`actors/`)",
+    "ledger_max_batch": "**ledger, relay, bus** (`ledger/`, `edge/bus/`)",
+    "upstream_auth": "**upstreams** (`edge/upstream/`)",
+    "dpop_max_age_s": "**device auth** (`edge/auth/`)",
+    "dashboard_deadline_s": "**dashboard and workbench** (`edge/dashboard/`)",
 }
 
-_URL_FIELDS = {
-    "database_url": ("postgres://", "postgresql://"),
-    "redis_cache_url": ("redis://", "rediss://", "unix://"),
-    "redis_session_url": ("redis://", "rediss://", "unix://"),
-    "sim_url": ("http://", "https://"),
-    "metadata_url": ("http://", "https://"),
-    "upstream_iam_url": ("http://", "https://"),
-    "upstream_tenant_url": ("http://", "https://"),
-    "upstream_property_url": ("http://", "https://"),
-    "upstream_reservation_url": ("http://", "https://"),
-    "upstream_inventory_url": ("http://", "https://"),
-    "upstream_pricing_url": ("http://", "https://"),
-    "upstream_housekeeping_url": ("http://", "https://"),
-    "upstream_maintenance_url": ("http://", "https://"),
-    "upstream_billing_url": ("http://", "https://"),
-    "upstream_lock_url": ("http://", "https://"),
-    "upstream_ai_url": ("http://", "https://"),
-    "upstream_notification_url": ("http://", "https://"),
-    "upstream_sync_url": ("http://", "https://"),
-    "upstream_analytics_url": ("http://", "https://"),
-}
+
+def env_name(field: str) -> str:
+    """The environment variable ``field`` is read from."""
+    return field.upper() if field in UNPREFIXED else f"BFF_{field.upper()}"
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One setting as the environment and the README see it."""
+
+    field: str
+    name: str
+    default: object
+    meaning: str
+    schemes: tuple[str, ...]  # accepted URL prefixes; empty when the value is not a URL
+
+
+def variables() -> list[Variable]:
+    """Every setting, in declaration order, described by its field's ``Meta``."""
+    info = msgspec.inspect.type_info(Settings)
+    assert isinstance(info, msgspec.inspect.StructType)
+    found = []
+    for f in info.fields:
+        meta = f.type if isinstance(f.type, msgspec.inspect.Metadata) else None
+        schema = (meta.extra_json_schema if meta else None) or {}
+        extra = (meta.extra if meta else None) or {}
+        found.append(
+            Variable(
+                field=f.name,
+                name=env_name(f.name),
+                default=f.default,
+                meaning=str(schema.get("description", "")),
+                schemes=tuple(extra.get("schemes", ())),
+            )
+        )
+    return found
+
+
+ENV_NAMES: dict[str, str] = {v.field: v.name for v in variables()}
+_URL_SCHEMES: dict[str, tuple[str, ...]] = {v.field: v.schemes for v in variables() if v.schemes}
 
 
 class SettingsError(ValueError):
@@ -233,7 +409,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build ``Settings`` from ``environ`` (default: the process environment)."""
     env = os.environ if environ is None else environ
     raw: dict[str, str] = {f: env[v] for f, v in ENV_NAMES.items() if env.get(v, "") != ""}
-    for field, prefixes in _URL_FIELDS.items():
+    for field, prefixes in _URL_SCHEMES.items():
         if field in raw and not raw[field].startswith(prefixes):
             shown = redact_url(raw[field])
             raise SettingsError(
@@ -248,8 +424,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(f"{name}={raw.get(field)!r} is invalid: {detail}") from None
     if settings.mode == "production" and not settings.public_url.startswith("https://"):
         raise SettingsError("BFF_PUBLIC_URL must be the https:// URL clients use, in production")
-    if settings.db_pool_min > settings.db_pool_max:
-        raise SettingsError("BFF_DB_POOL_MIN must not exceed BFF_DB_POOL_MAX")
     return settings
 
 
@@ -261,3 +435,47 @@ def redact_url(url: str) -> str:
     creds, host = rest.rsplit("@", 1)
     user = creds.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+
+
+def markdown_table() -> str:
+    """The README's settings table. Consecutive variables sharing meaning and default (the
+    per-upstream URLs) share a row, so the table stays readable."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    rows = itertools.groupby(
+        variables(), key=lambda v: (SECTIONS.get(v.field), v.meaning, _shown(v.default))
+    )
+    for (section, meaning, default), group in rows:
+        if section:
+            lines.append(f"| {section} | | |")
+        names = ", ".join(f"`{v.name}`" for v in group)
+        lines.append(f"| {names} | {default} | {meaning} |")
+    return "\n".join(lines) + "\n"
+
+
+def _shown(default: object) -> str:
+    """A default as the README shows it: what one would type into the variable."""
+    if isinstance(default, bool):
+        return f"`{str(default).lower()}`"
+    if default == "":
+        return "*(empty)*"
+    if isinstance(default, float) and default.is_integer():
+        return f"`{int(default)}`"
+    return f"`{default}`"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m edge.settings", description="Describe the service's settings."
+    )
+    parser.add_argument(
+        "--markdown",
+        action="store_true",
+        required=True,
+        help="print the README's settings table (paste it under README.md § Settings)",
+    )
+    parser.parse_args(argv)
+    print(markdown_table(), end="")
+
+
+if __name__ == "__main__":
+    main()

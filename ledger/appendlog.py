@@ -64,8 +64,8 @@ import asyncpg
 import msgspec
 import trio
 
-from edge.metrics import Metrics
 from ledger.database import Connection, Database, DatabaseUnavailable, Record
+from ledger.instruments import LedgerInstruments
 from ledger.model import AppendResult, NewEvent, RecordedEvent, VersionConflict
 
 log = logging.getLogger("bff.ledger")
@@ -105,7 +105,7 @@ RETRYABLE_DB_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-class LedgerUnavailable(Exception):
+class LedgerUnavailable(DatabaseUnavailable):
     """Postgres is down or the append missed its deadline. The outcome may be unknown: re-append
     the same events (same ``event_id``) to get their positions without writing them twice."""
 
@@ -140,7 +140,7 @@ class Ledger:
         self,
         db: Database,
         *,
-        metrics: Metrics | None = None,
+        metrics: LedgerInstruments | None = None,
         max_batch: int = 500,
         call_timeout: float = 10.0,
     ) -> None:

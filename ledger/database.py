@@ -82,10 +82,9 @@ class Connection:
 class Database:
     """A pool of Postgres connections; open with :meth:`open`, close with :meth:`close`."""
 
-    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 5.0):
+    def __init__(self, dsn: str, *, max_size: int = 10, timeout: float = 5.0):
         self.dsn = dsn
         self.timeout = timeout
-        self._min = min_size
         self._max = max_size
         self._pool: Any = None
 

@@ -6,9 +6,7 @@ migrators (several instances starting at once) safe: the second waits, then find
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
 from dataclasses import dataclass
 from importlib import resources
 from urllib.parse import urlsplit, urlunsplit
@@ -108,36 +106,14 @@ async def admin_sql(admin_url: str, sql: str) -> None:
             await trio_asyncio.aio_as_trio(conn.close)()
 
 
-async def _main(dsn: str, create: bool) -> list[int]:
-    async with trio_asyncio.open_loop():
-        if create:
-            await ensure_database(dsn)
-        db = Database(dsn, timeout=30)
-        await db.open()
-        try:
-            return await migrate(db)
-        finally:
-            await db.close()
-
-
-def main(argv: list[str] | None = None) -> None:
-    from edge.settings import SettingsError, load_settings, redact_url
-
-    parser = argparse.ArgumentParser(prog="ledger.migrate", description=__doc__)
-    parser.add_argument("--create-database", action="store_true")
-    args = parser.parse_args(argv)
+async def migrate_url(dsn: str, *, create: bool = False) -> list[int]:
+    """Apply the migrations to the database at ``dsn`` (creating it first if asked); returns
+    the versions applied. Needs ``trio_asyncio.open_loop()`` around it."""
+    if create:
+        await ensure_database(dsn)
+    db = Database(dsn, timeout=30)
+    await db.open()
     try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    applied = trio.run(_main, settings.database_url, args.create_database)
-    target = redact_url(settings.database_url)
-    if applied:
-        print(f"migrated {target}: applied {', '.join(map(str, applied))}")
-    else:
-        print(f"migrated {target}: up to date")
-
-
-if __name__ == "__main__":
-    main()
+        return await migrate(db)
+    finally:
+        await db.close()

@@ -11,7 +11,6 @@ from typing import Annotated
 
 import msgspec
 
-SUBJECT_PREFIX = "melmastoon.bff.backoffice."
 Subject = Annotated[
     str, msgspec.Meta(pattern=r"^melmastoon\.[a-z0-9_.]+\.v[0-9]+$", max_length=200)
 ]

@@ -25,9 +25,9 @@ from datetime import UTC, datetime, timedelta
 
 import trio
 
-from edge.metrics import Metrics
 from ledger.appendlog import RETRYABLE_DB_ERRORS
 from ledger.database import Database
+from ledger.instruments import LedgerInstruments
 
 log = logging.getLogger("bff.ledger.retention")
 
@@ -44,7 +44,7 @@ async def prune_once(
     older_than: timedelta,
     batch: int = 5000,
     now: datetime | None = None,
-    metrics: Metrics | None = None,
+    metrics: LedgerInstruments | None = None,
 ) -> int:
     """Delete published rows recorded before ``now - older_than``; return how many went."""
     cutoff = (now or datetime.now(UTC)) - older_than
@@ -83,7 +83,7 @@ async def run_retention(
     older_than: timedelta,
     interval_s: float,
     batch: int = 5000,
-    metrics: Metrics | None = None,
+    metrics: LedgerInstruments | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Prune every ``interval_s`` seconds until cancelled; a failed run is retried next time."""

@@ -13,14 +13,13 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-Role = Literal["front_desk", "housekeeping", "maintenance", "fnb_manager", "gm"]
+from schemas.identifiers import Identifier, Role
+
 WidgetStatus = Literal["ok", "unavailable"]
 WorkbenchView = Literal[
     "today", "arrivals", "departures", "inHouse", "housekeepingBoard", "maintenanceBoard"
 ]
-PropertyId = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")
-]
+PropertyId = Identifier
 Limit = Annotated[int, msgspec.Meta(ge=1, le=500)]
 MAX_ROWS = 500  # a workbench list never carries more rows than this
 

@@ -11,13 +11,17 @@ Version = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^\d
 
 
 class RefreshRequest(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
-    """The ``DPoP`` header must hold a proof for iam's refresh URL (``{iam}/v1/sessions/refresh``),
-    made with the device key: the BFF forwards it as it is (RFC 9449 §5)."""
+    """Body of ``POST /auth/refresh``. The ``DPoP`` header holds a proof for the BFF's own
+    refresh URL made with the device key (API contract §2); the BFF verifies it and asks iam to
+    rotate this refresh token on behalf of that key."""
 
     refresh_token: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
 
 
 class TokenPair(msgspec.Struct, kw_only=True, rename="camel"):
+    """Answer of ``POST /auth/refresh``: the contract's ``accessToken``, ``refreshToken`` and
+    ``expiresIn`` (seconds), plus the unchanged ``sessionId``. The old refresh token is spent."""
+
     access_token: str
     refresh_token: str
     expires_in: int

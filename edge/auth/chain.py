@@ -8,6 +8,11 @@ The proof is checked before the token; the token before the key binding (``cnf.j
 binding compares against verified claims; the ``jti`` replay check and the revocation check
 share one Redis round trip, and run last among the DPoP checks so an invalid request can never
 burn a ``jti``.
+
+The token refresh route (edge/auth/refresh.py) is not behind this chain (its access token is
+optional and may have expired) but reuses its steps: the proof check, the token check, the key
+binding, the same ``jti`` replay store and its per-instance fallback, the revocation markers,
+tenant suspension and the app-version floor.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -24,7 +30,7 @@ from typing import Any, cast
 import msgspec
 from quart import request
 
-from edge.auth.dpop import ALLOWED_ALGS, DpopInvalid, verify_proof
+from edge.auth.dpop import ALLOWED_ALGS, DpopInvalid, VerifiedProof, verify_proof
 from edge.auth.floor import BadVersion, VersionFloor
 from edge.auth.principal import Access, Principal
 from edge.auth.sessions import SessionStore
@@ -41,9 +47,12 @@ log = logging.getLogger("bff.auth")
 
 CHALLENGE = f'DPoP algs="{" ".join(ALLOWED_ALGS)}"'
 OpenSession = Callable[[Principal], Awaitable[None]]
+# RFC 9449 §7.1: the access token in ``Authorization: DPoP`` has the token68 syntax.
+_TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
-def _reject(code: Code, message: str, error: str | None = None) -> ApiError:
+def reject(code: Code, message: str, error: str | None = None) -> ApiError:
+    """The contract's error; a 401 also carries the RFC 9449 §7.1 challenge."""
     headers: dict[str, str] = {}
     if code.status == 401:
         detail = f', error="{error}"' if error else ""
@@ -90,6 +99,9 @@ class AuthChain:
         tenants: TenantStatus,
         floor: VersionFloor,
         metrics: Metrics,
+        *,
+        open_session: OpenSession,
+        stepup: StepUp,
     ) -> None:
         self.settings = settings
         self.tokens = tokens
@@ -100,9 +112,8 @@ class AuthChain:
         self.local_replay = LocalReplayCache()
         self.proof_max_age_s = settings.dpop_max_age_s
         self.proof_max_future_s = settings.dpop_max_future_s
-        # Set by the actor runtime: opens the BackofficeSession on a device's first call.
-        self.open_session: OpenSession | None = None
-        self.stepup: StepUp | None = None  # MFA guard of sensitive actions (edge/auth/wiring.py)
+        self.open_session = open_session  # opens the session (DeviceActor) on a first call
+        self.stepup = stepup  # MFA guard of sensitive actions
 
     async def check(self, access: Access, path_params: Mapping[str, Any]) -> Principal:
         try:
@@ -112,41 +123,21 @@ class AuthChain:
             raise
 
     async def _check(self, access: Access, path_params: Mapping[str, Any]) -> Principal:
-        token = self._access_token()
-        try:
-            proof = verify_proof(
-                self._one_proof(),
-                method=request.method,
-                url=self._request_url(),
-                access_token=token,
-                now=time.time(),
-                max_age_s=self.proof_max_age_s,
-                max_future_s=self.proof_max_future_s,
-            )
-        except DpopInvalid as exc:
-            raise _reject(Code.DPOP_INVALID, f"DPoP proof: {exc}", "invalid_dpop_proof") from None
-        claims = await self._verify_token(token)
-        if claims.cnf is None:
-            raise _reject(Code.DPOP_INVALID, "token is not DPoP-bound (no cnf)", "invalid_token")
-        if not hmac.compare_digest(claims.cnf.jkt, proof.jkt):
-            raise _reject(
-                Code.DPOP_INVALID, "DPoP key is not the token's key", "invalid_dpop_proof"
-            )
+        token = self.access_token()
+        proof = self.check_proof(access_token=token)
+        claims = await self.verify_token(token)
+        self.check_binding(claims, proof)
         tier = await self._tier_checks(claims, proof.jti, proof.jkt)
         if tier.replayed:
-            self.metrics.dpop_replay_blocked.inc()
-            raise _reject(Code.DPOP_INVALID, "DPoP proof was already used", "invalid_dpop_proof")
+            raise self._replayed()
         if tier.revoked:
-            raise _reject(
-                Code.SESSION_EXPIRED, "session was revoked or signed out", "invalid_token"
-            )
+            raise reject(Code.SESSION_EXPIRED, "session was revoked or signed out", "invalid_token")
         self._check_devices(claims, path_params)
-        if await self.tenants.suspended(claims.tid):
-            raise ApiError(Code.TENANT_SUSPENDED, "tenant is suspended")
+        await self.check_tenant(claims.tid)
         self._check_properties(claims, path_params)
         if tier.tier_down and access in ("mutation", "sse"):
             raise ApiError(Code.CACHE_UNAVAILABLE, "session store unavailable; retry shortly")
-        app_version = await self._check_app_version()
+        app_version = await self.check_app_version()
         self._check_rate(tier)
         principal = Principal(
             tenant=claims.tid,
@@ -162,34 +153,54 @@ class AuthChain:
             await self.open_session(principal)
         return principal
 
-    # --- the steps ---------------------------------------------------------------------------
+    # --- the steps (the refresh route runs some of them too) ----------------------------------
 
-    def _access_token(self) -> str:
+    def optional_access_token(self) -> str | None:
+        """The token of ``Authorization: DPoP <token>`` when there is one (the refresh route)."""
+        values = request.headers.getlist("Authorization")
+        return self.access_token() if values and values[0].strip() else None
+
+    def access_token(self) -> str:
+        """The token of ``Authorization: DPoP <token>`` (token68, RFC 9449 §7.1)."""
         values = request.headers.getlist("Authorization")
         if not values or not values[0].strip():
-            raise _reject(Code.SESSION_REQUIRED, "Authorization: DPoP <token> is required")
+            raise reject(Code.SESSION_REQUIRED, "Authorization: DPoP <token> is required")
         if len(values) > 1:
-            raise _reject(
-                Code.DPOP_INVALID, "more than one Authorization header", "invalid_request"
-            )
+            raise reject(Code.DPOP_INVALID, "more than one Authorization header", "invalid_request")
         scheme, _, token = values[0].strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "dpop" or not token or " " in token:
-            raise _reject(
+            raise reject(
                 Code.DPOP_INVALID, "Authorization must use the DPoP scheme", "invalid_request"
             )
+        if not _TOKEN68.fullmatch(token):
+            raise reject(Code.DPOP_INVALID, "access token is not a token68", "invalid_request")
         return token
 
-    def _one_proof(self) -> str:
+    def check_proof(self, *, access_token: str | None) -> VerifiedProof:
+        """Every RFC 9449 §4.3 check of this request's one proof but the ``jti`` replay (which
+        needs the session tier). Without ``access_token`` no ``ath`` is required."""
         values = request.headers.getlist("DPoP")
         if len(values) != 1:
-            raise _reject(
+            raise reject(
                 Code.DPOP_INVALID, "exactly one DPoP proof header is required", "invalid_dpop_proof"
             )
-        return values[0].strip()
+        try:
+            return verify_proof(
+                values[0].strip(),
+                method=request.method,
+                url=self.request_url(),
+                access_token=access_token,
+                now=time.time(),
+                max_age_s=self.proof_max_age_s,
+                max_future_s=self.proof_max_future_s,
+            )
+        except DpopInvalid as exc:
+            raise reject(Code.DPOP_INVALID, f"DPoP proof: {exc}", "invalid_dpop_proof") from None
 
-    def _request_url(self) -> str:
-        """The externally visible URL of this request, without the query (``htu``)."""
+    def request_url(self) -> str:
+        """The externally visible URL of this request, without the query (``htu``): under
+        ``BFF_PUBLIC_URL`` when set, never from a Host header a client could choose."""
         scope = cast(dict[str, Any], request.scope)
         raw = scope.get("raw_path") or request.path.encode()
         path = raw.decode("latin-1").split("?", 1)[0]
@@ -198,21 +209,76 @@ class AuthChain:
             base = f"{request.scheme}://{request.host}"
         return base + path
 
-    async def _verify_token(self, token: str) -> AccessTokenClaims:
+    async def verify_token(self, token: str, *, allow_expired: bool = False) -> AccessTokenClaims:
         try:
-            return await self.tokens.verify(token, now=time.time())
+            return await self.tokens.verify(token, now=time.time(), allow_expired=allow_expired)
         except TokenRejected as exc:
-            raise _reject(Code.SESSION_EXPIRED, f"access token: {exc}", "invalid_token") from None
+            raise reject(Code.SESSION_EXPIRED, f"access token: {exc}", "invalid_token") from None
         except KeySetUnavailable:
             raise ApiError(
                 Code.UPSTREAM_UNAVAILABLE, "iam keys unavailable; cannot verify tokens"
             ) from None
 
+    def check_binding(self, claims: AccessTokenClaims, proof: VerifiedProof) -> None:
+        """The proof's key is the one the token is bound to (``cnf.jkt``, RFC 9449 §6)."""
+        if claims.cnf is None:
+            raise reject(Code.DPOP_INVALID, "token is not DPoP-bound (no cnf)", "invalid_token")
+        if not hmac.compare_digest(claims.cnf.jkt.encode(), proof.jkt.encode()):
+            raise reject(Code.DPOP_INVALID, "DPoP key is not the token's key", "invalid_dpop_proof")
+
+    def _replayed(self) -> ApiError:
+        self.metrics.dpop_replay_blocked.inc()
+        return reject(Code.DPOP_INVALID, "DPoP proof was already used", "invalid_dpop_proof")
+
+    @property
+    def replay_ttl_s(self) -> int:
+        """How long a ``jti`` is remembered: as long as its proof could be accepted."""
+        return int(self.proof_max_age_s + self.proof_max_future_s) + 1
+
+    @staticmethod
+    def _proof_digest(proof_jkt: str, jti: str) -> str:
+        return hashlib.sha256(f"{proof_jkt}\n{jti}".encode()).hexdigest()
+
+    def _claim_locally(self, scope: str, digest: str, error: TierUnavailable) -> bool:
+        """The replay check while the session tier is down: this instance's own memory (so a
+        replay to the same instance is still refused). True when the proof is fresh."""
+        self.metrics.auth_degraded.labels("session_tier").inc()
+        log.warning(
+            "session tier down: local replay/revocation checks", extra={"error": str(error)}
+        )
+        return self.local_replay.add_once(f"{scope}:{digest}", self.replay_ttl_s)
+
+    async def claim_refresh_proof(self, proof: VerifiedProof) -> None:
+        """The replay check of a refresh proof: the same ``SET NX`` store (and fallback) as the
+        chain's, under a key of its own since the tenant is not known yet (iam tells it later,
+        and iam must not be asked with a replayed proof). The key holds only a digest."""
+        digest = self._proof_digest(proof.jkt, proof.jti)
+        key = self.sessions.tier.global_key("dpop-refresh", digest)
+        ttl = self.replay_ttl_s
+        try:
+            stored = await self.sessions.tier.run(lambda r: r.set(key, b"1", nx=True, ex=ttl))
+        except TierUnavailable as exc:
+            stored = self._claim_locally("_refresh", digest, exc)
+        if not stored:
+            raise self._replayed()
+
+    async def session_revoked(self, tenant: str, sid: str) -> bool:
+        """Revoked or signed out, per the session tier's marker or this process's memory."""
+        if (tenant, sid) in self.sessions.revoked:
+            return True
+        try:
+            marked = await self.sessions.tier.run(
+                lambda r: r.exists(self.sessions.revoked_key(tenant, sid))
+            )
+        except TierUnavailable:
+            return False  # the process memory above is all there is while the tier is down
+        return bool(marked)
+
     async def _tier_checks(self, claims: AccessTokenClaims, jti: str, jkt: str) -> TierChecks:
         tenant, sid = claims.tid, claims.sid
-        digest = hashlib.sha256(f"{jkt}\n{jti}".encode()).hexdigest()
+        digest = self._proof_digest(jkt, jti)
         replay_key = self.sessions.tier.key(tenant, "dpop", digest)
-        replay_ttl = int(self.proof_max_age_s + self.proof_max_future_s) + 1
+        replay_ttl = self.replay_ttl_s
         window = int(time.time() // 60)
         rate_key = self.sessions.tier.key(tenant, "rate", claims.did, str(window))
 
@@ -229,11 +295,7 @@ class AuthChain:
         try:
             stored, revoked, known, count, _ = await self.sessions.tier.run(run)
         except TierUnavailable as exc:
-            self.metrics.auth_degraded.labels("session_tier").inc()
-            log.warning(
-                "session tier down: local replay/revocation checks", extra={"error": str(exc)}
-            )
-            fresh = self.local_replay.add_once(f"{tenant}:{digest}", replay_ttl)
+            fresh = self._claim_locally(tenant, digest, exc)
             return TierChecks(not fresh, (tenant, sid) in self.sessions.revoked, False, 0, True)
         return TierChecks(
             replayed=not stored,
@@ -248,6 +310,10 @@ class AuthChain:
             if device_id != claims.did:
                 raise ApiError(Code.DEVICE_MISMATCH, "deviceId is not this session's device")
 
+    async def check_tenant(self, tenant: str) -> None:
+        if await self.tenants.suspended(tenant):
+            raise ApiError(Code.TENANT_SUSPENDED, "tenant is suspended")
+
     def _check_properties(self, claims: AccessTokenClaims, path_params: Mapping[str, Any]) -> None:
         for property_id in _named_values("propertyId", path_params):
             if property_id not in claims.pids:
@@ -255,19 +321,21 @@ class AuthChain:
                     Code.PROPERTY_OUT_OF_SCOPE, "propertyId is not in this session's scope"
                 )
 
-    async def _check_app_version(self) -> str | None:
-        version = request.headers.get("X-App-Version")
-        if version is None:
-            return None
+    async def check_app_version(self) -> str:
+        """``X-App-Version`` at or above the floor. Missing counts as below it (API contract
+        §2: a client too old to send it is too old to serve); malformed is the client's bug."""
+        version = (request.headers.get("X-App-Version") or "").strip()
+        if not version:
+            raise ApiError(Code.SYNC_VERSION_BLOCKED, "X-App-Version is required")
         try:
-            blocked = await self.floor.blocks(version.strip())
+            blocked = await self.floor.blocks(version)
         except BadVersion:
             raise ApiError(
                 Code.VALIDATION_FAILED, "X-App-Version: must be a semantic version"
             ) from None
         if blocked:
             raise ApiError(Code.SYNC_VERSION_BLOCKED, "this app version is no longer supported")
-        return version.strip()
+        return version
 
     def _check_rate(self, tier: TierChecks) -> None:
         limit = self.settings.rate_limit_per_minute

@@ -63,7 +63,10 @@ def verify_proof(
 ) -> VerifiedProof:
     """Check one DPoP proof for a request to ``method url``; raise :class:`DpopInvalid`."""
     token = _parse_compact(proof)
-    header = token.jose_header
+    try:
+        header = token.jose_header  # checks ``crit`` (unknown names are refused)
+    except (JWException, ValueError, TypeError):
+        raise DpopInvalid("proof header is not acceptable") from None
     if not isinstance(header, dict):
         raise DpopInvalid("proof must be a compact JWS")
     if header.get("typ") != "dpop+jwt":
@@ -74,10 +77,11 @@ def verify_proof(
     key = _public_key(header.get("jwk"))
     try:
         token.verify(key, alg=alg)
-        claims = msgspec.json.decode(token.payload, type=ProofClaims)
     except (JWException, ValueError, TypeError):
         raise DpopInvalid("signature does not verify with the jwk") from None
-    except msgspec.ValidationError as exc:
+    try:
+        claims = msgspec.json.decode(token.payload, type=ProofClaims)
+    except msgspec.DecodeError as exc:  # a signed proof whose claims are not ours
         raise DpopInvalid(f"claims: {exc}") from None
     _check_claims(claims, method, url, access_token, now, max_age_s, max_future_s)
     return VerifiedProof(jkt=key.thumbprint(), jti=claims.jti, iat=float(claims.iat))
@@ -169,7 +173,10 @@ def _check_claims(
     if access_token is not None:
         if claims.ath is None:
             raise DpopInvalid("ath is required with an access token")
-        if not hmac.compare_digest(claims.ath, ath_for(access_token)):
+        # Bytes: compare_digest refuses str with non-ASCII characters (a signed proof may hold
+        # any), and a token that is not ASCII has no ``ath`` (RFC 9449 §4.2 hashes its ASCII).
+        expected = ath_for(access_token) if access_token.isascii() else ""
+        if not expected or not hmac.compare_digest(claims.ath.encode(), expected.encode()):
             raise DpopInvalid("ath does not match the access token")
 
 

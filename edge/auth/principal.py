@@ -7,8 +7,8 @@ from typing import Literal
 import msgspec
 
 from edge.errors import ApiError, Code
+from schemas.identifiers import Role
 
-Role = Literal["front_desk", "housekeeping", "maintenance", "fnb_manager", "gm"]
 Access = Literal["none", "read", "mutation", "sse"]
 
 

@@ -14,24 +14,13 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from datetime import datetime
 
 import msgspec
 
 from edge.redis_tier import Client, RedisTier, text
+from schemas.sessions import BackofficeSession
 
 SESSION_TTL_S = 12 * 3600
-
-
-class BackofficeSession(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
-    session_id: str
-    tenant: str
-    operator_id: str
-    device_id: str
-    role: str
-    property_ids: tuple[str, ...]
-    jkt: str
-    opened_at: datetime
 
 
 _encoder = msgspec.json.Encoder()
@@ -56,11 +45,11 @@ class RevokedSessions:
         return until is not None and until > time.monotonic()
 
 
-PROCESS_REVOKED = RevokedSessions()
-
-
 class SessionStore:
-    def __init__(self, tier: RedisTier, revoked: RevokedSessions = PROCESS_REVOKED) -> None:
+    """The session tier's adapter: the actors' ``SessionTier`` port, and what the auth chain
+    reads. Built once per process (with its process memory of revoked sessions) and shared."""
+
+    def __init__(self, tier: RedisTier, revoked: RevokedSessions) -> None:
         self.tier = tier
         self.revoked = revoked
 
@@ -104,6 +93,10 @@ class SessionStore:
                 await r.delete(self.device_key(tenant, device_id))
 
         await self.tier.run(write)
+
+    async def current(self, tenant: str, device_id: str) -> str | None:
+        raw = await self.tier.run(lambda r: r.get(self.device_key(tenant, device_id)))
+        return None if raw is None else text(raw)
 
     async def devices_of(self, tenant: str, operator_id: str) -> list[str]:
         members = await self.tier.run(lambda r: r.smembers(self.operator_key(tenant, operator_id)))

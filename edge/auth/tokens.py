@@ -92,28 +92,38 @@ class TokenVerifier:
         self._verified: OrderedDict[bytes, AccessTokenClaims] = OrderedDict()
         self._cache_size = cache_size
 
-    async def verify(self, token: str, *, now: float) -> AccessTokenClaims:
+    async def verify(
+        self, token: str, *, now: float, allow_expired: bool = False
+    ) -> AccessTokenClaims:
+        """The token's claims once iam's signature, ``iss``, ``aud`` and times check out.
+
+        ``allow_expired`` skips only the ``exp`` check: the refresh route accepts the device's
+        last token after it expired, to learn which session it is about (API contract §2).
+        """
         digest = hashlib.sha256(token.encode("utf-8", "replace")).digest()
         cached = self._verified.get(digest)
         if cached is not None:
-            self._check_times(cached, now)
+            self._check_times(cached, now, allow_expired)
             self._verified.move_to_end(digest)
             return cached
-        claims = await self._verify(token, now)
+        claims = await self._verify(token, now, allow_expired)
         self._verified[digest] = claims
         if len(self._verified) > self._cache_size:
             self._verified.popitem(last=False)
         return claims
 
-    def _check_times(self, claims: AccessTokenClaims, now: float) -> None:
-        if claims.exp <= now - self._leeway:
+    def _check_times(self, claims: AccessTokenClaims, now: float, allow_expired: bool) -> None:
+        if not allow_expired and claims.exp <= now - self._leeway:
             raise TokenRejected("token expired")
         if claims.iat > now + self._leeway:
             raise TokenRejected("token issued in the future")
 
-    async def _verify(self, token: str, now: float) -> AccessTokenClaims:
+    async def _verify(self, token: str, now: float, allow_expired: bool) -> AccessTokenClaims:
         parsed = _parse(token)
-        header = parsed.jose_header
+        try:
+            header = parsed.jose_header  # checks ``crit`` (unknown names are refused)
+        except (JWException, ValueError, TypeError):
+            raise TokenRejected("token header is not acceptable") from None
         kid = header.get("kid") if isinstance(header, dict) else None
         if not isinstance(kid, str) or header.get("alg") != "ES256":
             raise TokenRejected("token must be ES256 with a kid")
@@ -127,7 +137,7 @@ class TokenVerifier:
             raise TokenRejected("token signature or claims invalid") from None
         if claims.iss != self._issuer or claims.aud != self._audience:
             raise TokenRejected("token not issued for this service")
-        self._check_times(claims, now)
+        self._check_times(claims, now, allow_expired)
         return claims
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated
 
 import msgspec
 
-from edge.bus.port import BusMessage, Delivery, InboundEvent, topic_for
+from actors.ports import InboundEvent
+from edge.bus.port import BusMessage, Delivery, topic_for
 from ledger.model import RecordedEvent
+from schemas.identifiers import Identifier
 
 SUBJECT_RE = re.compile(r"^melmastoon\.[a-z0-9_]+(\.[a-z0-9_]+)*\.v[0-9]+$")
 RESERVED = frozenset({"subject", "eventId", "tenantId"})
@@ -86,9 +87,7 @@ class InvalidEvent(ValueError):
     """The message cannot be a domain event (dead-lettered, never retried)."""
 
 
-TenantId = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")
-]
+TenantId = Identifier
 
 
 class _DomainData(msgspec.Struct, rename="camel"):

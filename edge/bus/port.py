@@ -57,27 +57,6 @@ class Publisher(Protocol):
         ...
 
 
-class InboundEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """A domain event as the subscriber hands it to the actor layer.
-
-    On the wire a domain event's data is one JSON object that always has ``tenantId`` and, where
-    it concerns one, ``propertyId`` / ``deviceId`` / ``operatorId`` / ``sessionId``.
-    """
-
-    subject: str
-    event_id: str
-    tenant: str
-    data: msgspec.Raw
-    attributes: dict[str, str] = msgspec.field(default_factory=dict)
-
-
-class EventHandler(Protocol):
-    async def __call__(self, event: InboundEvent) -> None:
-        """Handle one event; return only when it was handled (then the subscriber acks),
-        raise to have it redelivered."""
-        ...
-
-
 # --- subscriber side of the adapters (added with the relay and subscriber) -------------------
 
 

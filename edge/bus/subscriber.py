@@ -20,19 +20,12 @@ import random
 
 import trio
 
+from actors.ports import EventHandler, InboundEvent
 from edge.bus.codec import InvalidEvent, decode_inbound
-from edge.bus.port import BusSource, BusUnavailable, Delivery, EventHandler, InboundEvent
+from edge.bus.port import BusSource, BusUnavailable, Delivery
 from edge.metrics import Metrics
 
 log = logging.getLogger("bff.bus.subscriber")
-
-
-async def log_and_drop(event: InboundEvent) -> None:
-    """Placeholder handler until the actor layer registers one: the event is acked and dropped."""
-    log.info(
-        "domain event dropped (no handler registered)",
-        extra={"subject": event.subject, "eventId": event.event_id, "tenant": event.tenant},
-    )
 
 
 class Subscriber:

@@ -7,6 +7,10 @@ ever be found under the tenant that wrote it)::
     <prefix>:<tenant>:property:<pid>:lock:<name>    who composes it now (SET NX PX, any instance)
     <prefix>:<tenant>:property:<pid>:cache-gen      hash: generation per family, bumped by events
     <prefix>:<tenant>:property:<pid>:last:<name>    last good board (bounded staleness, F-7/F-8)
+    <prefix>:<tenant>:property:<pid>:cache-index    set of the names composed (invalidation)
+
+This module is the only writer of these keys (the PropertyActor reaches them through the
+engine's ``PropertyViews`` port).
 
 Each entry also records tenant, property, name and generation, and a read accepts it only when
 all match: a planted or stale entry is a miss, never someone else's data. The generation closes
@@ -22,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -31,10 +35,12 @@ import redis.exceptions
 import trio
 
 from edge.metrics import Metrics
-from edge.redis_tier import Client, RedisTier, TierUnavailable
+from edge.redis_tier import Client, RedisTier, TierUnavailable, text
 
 log = logging.getLogger("bff.dashboard.cache")
 T = TypeVar("T")
+INDEX_TTL_S = 24 * 3600  # the index outlives every entry it names; refreshed on each track
+GENERATION_TTL_S = 24 * 3600  # outlives every entry (≤ stale_max_s) whose generation it checks
 
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
@@ -264,14 +270,44 @@ class SnapshotCache:
                 "lock not released (it expires)", extra={"cacheName": ref.name, "error": str(exc)}
             )
 
-    async def track(self, tenant: str, property_id: str, name: str) -> bool:
-        """Add ``name`` to the property's cache index (the PropertyActor invalidates from it)."""
-        index = self.tier.key(tenant, "property", property_id, "cache-index")
-        try:
-            await self._run(lambda r: r.sadd(index, name))
-        except TierUnavailable:
-            return False
-        return True
+    # --- the property's index of cache names (the PropertyViews port, via the engine) --------
+
+    def index_key(self, tenant: str, property_id: str) -> str:
+        return self.tier.key(tenant, "property", property_id, "cache-index")
+
+    async def track(self, tenant: str, property_id: str, name: str) -> None:
+        """Add ``name`` to the property's cache index; raises ``TierUnavailable``."""
+        index = self.index_key(tenant, property_id)
+
+        async def op(r: Client) -> None:
+            async with r.pipeline(transaction=False) as pipe:
+                pipe.sadd(index, name)
+                pipe.expire(index, INDEX_TTL_S)
+                await pipe.execute()
+
+        await self._run(op)
+
+    async def names(self, tenant: str, property_id: str) -> list[str]:
+        """The property's cache index; raises ``TierUnavailable``."""
+        index = self.index_key(tenant, property_id)
+        members: Any = await self.tier.run(lambda r: r.smembers(index), self.timeout)
+        return sorted(text(m) for m in members)
+
+    async def delete(self, tenant: str, property_id: str, names: Sequence[str]) -> int:
+        """Delete entries and their index entries in one transaction; raises ``TierUnavailable``."""
+        if not names:
+            return 0
+        entries = [self.tier.key(tenant, "property", property_id, "cache", n) for n in names]
+        index = self.index_key(tenant, property_id)
+
+        async def op(r: Client) -> int:
+            async with r.pipeline(transaction=True) as pipe:
+                pipe.delete(*entries)
+                pipe.srem(index, *names)
+                deleted, _ = await pipe.execute()
+            return int(deleted)
+
+        return await self.tier.run(op, self.timeout)
 
     async def bump(self, tenant: str, property_id: str, families: list[str]) -> bool:
         """Invalidate every entry of ``families`` (present and in-flight compositions). Always
@@ -284,6 +320,7 @@ class SnapshotCache:
             async with r.pipeline(transaction=False) as pipe:
                 for family in families:
                     pipe.hincrby(key, family, 1)
+                pipe.expire(key, GENERATION_TTL_S)
                 await pipe.execute()
 
         try:

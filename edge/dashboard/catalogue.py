@@ -19,7 +19,7 @@ import msgspec
 
 from edge.dashboard import widgets as w
 from edge.upstream.apis import Upstreams
-from schemas.dashboard import Role
+from schemas.identifiers import Role
 from schemas.upstream import UpstreamName
 
 ROLES: tuple[Role, ...] = get_args(Role)

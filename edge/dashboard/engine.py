@@ -1,10 +1,12 @@
-"""The dashboard engine: cache look-ups, single-flight through the PropertyActor, and the
-composition tasks themselves, which run in the engine's own nursery.
+"""The dashboard engine: cache look-ups, single-flight in the process, and the composition
+tasks themselves, which run in the engine's own nursery.
 
-A request never composes in its own task. It reads the cache; on a miss it asks the property's
-actor for the flight of that cache name; the actor returns the running flight, or starts one
-here (``start_dashboard`` / ``start_view``). So a client that disconnects cancels only its own
-following, never the composition others wait on, and the actor's turn lasts microseconds.
+A request never composes in its own task. It reads the cache; on a miss it follows the flight
+already running for that cache name in this process, or starts one here. So a client that
+disconnects cancels only its own following, never the composition others wait on. The engine
+owns the per-process map of running flights; the PropertyActor owns *when* views go stale and
+reaches them through the :class:`~actors.ports.PropertyViews` port this engine implements
+(``invalidate`` supersedes the running flights an event makes stale).
 
 Across instances, a flight first claims a short Redis lock for its cache name (one round trip
 that also returns any entry already there and the family's generation). Whoever gets the lock
@@ -14,41 +16,44 @@ disappears without an entry. With the cache tier down every flight just composes
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 import msgspec
 import trio
 
-from actors.errors import ActorError, UnknownKind, WrongMessage
-from actors.kinds import property_
-from actors.property import ComposeDashboard, ComposeView
+from actors.fanout import Fanout
+from actors.ports import Invalidation
 from edge.dashboard.cache import CacheRef, Claim, Snapshot, SnapshotCache, make_snapshot
 from edge.dashboard.catalogue import Plan, plan_for
 from edge.dashboard.composer import LatencyBook, WidgetResult, compose
 from edge.dashboard.flight import Flight
-from edge.dashboard.hints import HintBroadcaster
-from edge.dashboard.invalidation import Affected, dashboard_name
+from edge.dashboard.invalidation import affected_by, dashboard_name, is_affected
 from edge.dashboard.telemetry import Appender, TelemetryWriter
 from edge.dashboard.views import BOARDS, ViewSpec, build_view
 from edge.errors import ApiError
 from edge.metrics import Metrics
-from edge.redis_tier import RedisTier
+from edge.redis_tier import RedisTier, TierUnavailable
 from edge.settings import Settings
 from edge.upstream.apis import Upstreams
 from edge.upstream.errors import UpstreamFailure
-from schemas.dashboard import DashboardHint, Role
+from schemas.dashboard import DashboardHint
+from schemas.identifiers import Role
 
-if TYPE_CHECKING:
-    from actors.system import ActorSystem
+T = TypeVar("T")
 
 log = logging.getLogger("bff.dashboard")
 _encoder = msgspec.json.Encoder()
 PEER_POLL_S = 0.02
+HINT_BUFFER = 16
+FlightKey = tuple[str, str, str]  # (tenant, property id, cache name)
+Hints = Fanout[tuple[str, str], DashboardHint]  # (tenant, property id) → refresh hints
 
 
 class _Head(msgspec.Struct):
@@ -70,7 +75,6 @@ class Timing:
     workbench_ttl_s: float = 15.0
     stale_max_s: float = 600.0
     cache_timeout_s: float = 0.25
-    ask_timeout_s: float = 1.0
 
     @classmethod
     def from_settings(cls, s: Settings) -> Timing:
@@ -82,7 +86,6 @@ class Timing:
             workbench_ttl_s=s.workbench_ttl_s,
             stale_max_s=s.workbench_stale_max_s,
             cache_timeout_s=s.dashboard_cache_timeout_s,
-            ask_timeout_s=min(s.actor_ask_timeout_s, 1.0),
         )
 
 
@@ -93,15 +96,12 @@ class DashboardEngine:
         self.upstreams = upstreams
         self.timing = timing
         self.cache = SnapshotCache(tier, metrics, timeout=timing.cache_timeout_s)
-        self.hints = HintBroadcaster(metrics)
+        self.hints: Hints = Fanout(buffer=HINT_BUFFER, on_drop=self._hint_dropped)
         self.telemetry = TelemetryWriter(metrics)
         self._metrics = metrics
         self._nursery: trio.Nursery | None = None
         self._latencies = LatencyBook()
-
-    async def track(self, tenant: str, property_id: str, name: str) -> bool:
-        """Index a cache name for the PropertyActor (short deadline: it must not hold it)."""
-        return await self.cache.track(tenant, property_id, name)
+        self._flights: dict[FlightKey, Flight[Any]] = {}  # running compositions (single-flight)
 
     @property
     def lock_s(self) -> float:
@@ -133,9 +133,7 @@ class DashboardEngine:
     def view_ref(self, tenant: str, property_id: str, spec: ViewSpec) -> CacheRef:
         return CacheRef(tenant, property_id, spec.name, spec.family)
 
-    async def dashboard(
-        self, tenant: str, property_id: str, role: Role, actors: ActorSystem | None
-    ) -> Flight[WidgetResult]:
+    async def dashboard(self, tenant: str, property_id: str, role: Role) -> Flight[WidgetResult]:
         """The cached dashboard as a finished flight, or the (shared) composition of it."""
         ref = self.dashboard_ref(tenant, property_id, role)
         snap = await self.cache.get(ref)
@@ -147,16 +145,9 @@ class DashboardEngine:
                 origin="cache",
                 generated_at=snap.generated_at,
             )
-        flight: Flight[WidgetResult] | None = await self._join(
-            actors, tenant, property_id, ComposeDashboard(role=role)
-        )
-        if flight is None:
-            flight = self.start_dashboard(tenant, property_id, role)
-        return flight
+        return await self._follow(ref, lambda: self.start_dashboard(tenant, property_id, role))
 
-    async def view(
-        self, tenant: str, property_id: str, spec: ViewSpec, actors: ActorSystem | None
-    ) -> Flight[bytes]:
+    async def view(self, tenant: str, property_id: str, spec: ViewSpec) -> Flight[bytes]:
         ref = self.view_ref(tenant, property_id, spec)
         snap = await self.cache.get(ref)
         if snap is not None:
@@ -167,30 +158,27 @@ class DashboardEngine:
                 origin="cache",
                 generated_at=snap.generated_at,
             )
-        flight: Flight[bytes] | None = await self._join(
-            actors, tenant, property_id, ComposeView(view=spec.view, day=spec.day)
-        )
-        if flight is None:
-            flight = self.start_view(tenant, property_id, spec)
+        return await self._follow(ref, lambda: self.start_view(tenant, property_id, spec))
+
+    async def _follow(self, ref: CacheRef, start: Callable[[], Flight[T]]) -> Flight[T]:
+        """Single-flight: the running flight of ``ref`` in this process, else a new one (whose
+        name then goes into the property's index, so invalidation finds its entry)."""
+        key = (ref.tenant, ref.property_id, ref.name)
+        running = self._flights.get(key)
+        if running is not None and not running.finished and not running.superseded:
+            self._metrics.dashboard_flights.labels(_kind(ref.name), "joined").inc()
+            return running
+        flight = start()
+        self._flights[key] = flight
+        with contextlib.suppress(TierUnavailable):  # then the entry is not stored either
+            await self.cache.track(ref.tenant, ref.property_id, ref.name)
         return flight
 
-    async def _join(
-        self, actors: ActorSystem | None, tenant: str, property_id: str, message: Any
-    ) -> Any:
-        """The PropertyActor's flight for ``message``; ``None`` when the actor cannot answer
-        (then the caller composes on its own: degraded coalescing, never an error)."""
-        if actors is None:
-            return None
-        try:
-            return await actors.ask(
-                property_(tenant, property_id), message, timeout=self.timing.ask_timeout_s
-            )
-        except (ActorError, RuntimeError, UnknownKind, WrongMessage) as exc:
-            log.warning(
-                "property actor unavailable; composing without single-flight",
-                extra={"tenant": tenant, "property": property_id, "error": str(exc)[:200]},
-            )
-            return None
+    def _forget(self, ref: CacheRef, flight: Flight[Any]) -> None:
+        """A finished flight leaves the map (followers keep their reference to it)."""
+        key = (ref.tenant, ref.property_id, ref.name)
+        if self._flights.get(key) is flight:
+            del self._flights[key]
 
     # --- what the PropertyActor calls --------------------------------------------------------
 
@@ -206,12 +194,33 @@ class DashboardEngine:
         self._spawn(self._run_view, flight, ref, spec)
         return flight
 
-    async def invalidated(
-        self, tenant: str, property_id: str, affected: Affected, subject: str, event_id: str
-    ) -> bool:
-        """A domain event made ``affected`` stale: bump their generations (``True`` if done),
-        hint the desktops (always: the hint is useful even with the cache tier down)."""
-        bumped = await self.cache.bump(tenant, property_id, affected.families)
+    # --- the PropertyViews port (what the PropertyActor calls) --------------------------------
+
+    async def names(self, tenant: str, property_id: str) -> list[str]:
+        return await self.cache.names(tenant, property_id)
+
+    async def track(self, tenant: str, property_id: str, name: str) -> None:
+        await self.cache.track(tenant, property_id, name)
+
+    async def delete(self, tenant: str, property_id: str, names: Sequence[str]) -> int:
+        return await self.cache.delete(tenant, property_id, names)
+
+    async def invalidate(
+        self, tenant: str, property_id: str, subject: str, event_id: str
+    ) -> Invalidation:
+        """Supersede this process's running flights that ``subject`` makes stale (still served
+        to their followers, never cached), bump their families' generations, hint the desktops
+        (always: a hint is useful even with the cache tier down), then delete the stale
+        entries. With the generations bumped a failed delete is harmless, so only a failed
+        delete without that raises (and the event is redelivered)."""
+        affected = affected_by(subject)
+        if not affected:
+            return Invalidation(voided=False, deleted=[], hinted=False)
+        for (t, pid, name), flight in list(self._flights.items()):
+            if (t, pid) == (tenant, property_id) and is_affected(name, affected):
+                flight.superseded = True
+                del self._flights[(t, pid, name)]
+        voided = await self.cache.bump(tenant, property_id, affected.families)
         hint = DashboardHint(
             property_id=property_id,
             widgets=affected.widgets,
@@ -220,8 +229,25 @@ class DashboardEngine:
             event_id=event_id,
             at=_utc_now(),
         )
-        self.hints.publish(tenant, hint)
-        return bumped
+        delivered = self.hints.publish((tenant, property_id), hint)
+        self._metrics.dashboard_hints.labels("delivered").inc(delivered)
+        try:
+            names = await self.cache.names(tenant, property_id)
+        except TierUnavailable as exc:  # unreachable index: nothing it names can be read now
+            log.warning("cache index not read; nothing deleted", extra={"error": str(exc)})
+            names = []
+        stale = [n for n in names if is_affected(n, affected)]
+        try:
+            await self.cache.delete(tenant, property_id, stale)
+        except TierUnavailable as exc:
+            if not voided:
+                raise
+            log.warning("stale cache entries not deleted (voided)", extra={"error": str(exc)})
+            stale = []
+        return Invalidation(voided=voided, deleted=stale, hinted=True)
+
+    def _hint_dropped(self) -> None:
+        self._metrics.dashboard_hints.labels("dropped").inc()
 
     def _spawn(self, run: Any, flight: Flight[Any], *args: Any) -> None:
         if self._nursery is None:
@@ -266,7 +292,8 @@ class DashboardEngine:
             log.exception("dashboard flight failed", extra={"cacheName": ref.name})
             flight.finish(partial=True, error=exc)
         finally:
-            flight.finish(partial=True)  # no-op unless cancelled before finishing
+            flight.finish(partial=True)
+            self._forget(ref, flight)  # no-op unless cancelled before finishing
             if claim.locked:
                 with trio.move_on_after(self.timing.cache_timeout_s) as scope:
                     scope.shield = True
@@ -302,6 +329,7 @@ class DashboardEngine:
             flight.finish(partial=True, error=exc)
         finally:
             flight.finish(partial=True)
+            self._forget(ref, flight)
             if claim.locked:
                 with trio.move_on_after(self.timing.cache_timeout_s) as scope:
                     scope.shield = True

@@ -19,7 +19,8 @@ import msgspec
 import trio
 
 from edge.metrics import Metrics
-from ledger.model import SUBJECT_PREFIX, AppendResult, NewEvent
+from ledger.model import AppendResult, NewEvent
+from schemas.actor_events import SUBJECT_PREFIX
 
 log = logging.getLogger("bff.dashboard.telemetry")
 

@@ -19,22 +19,16 @@ import trio
 from quart import Response, request
 
 from edge.api import Api, decode_query, request_id
+from edge.assembly import Services
 from edge.auth.principal import Principal
 from edge.dashboard.catalogue import Plan, plan_for
 from edge.dashboard.composer import WidgetResult, unavailable
 from edge.dashboard.engine import DashboardEngine
 from edge.dashboard.flight import Flight
 from edge.dashboard.telemetry import DASHBOARD_VIEWED
-from edge.errors import ApiError, Code
-from edge.services import Services
-from schemas.dashboard import (
-    BeginLine,
-    DashboardDocument,
-    DashboardQuery,
-    DashboardViewed,
-    EndLine,
-    Role,
-)
+from edge.errors import Code
+from schemas.dashboard import BeginLine, DashboardDocument, DashboardQuery, DashboardViewed, EndLine
+from schemas.identifiers import Role
 
 log = logging.getLogger("bff.dashboard")
 api = Api()
@@ -83,7 +77,7 @@ class _View:
 async def dashboard(services: Services, *, principal: Principal) -> Response:
     query = decode_query(DashboardQuery)
     principal.require_property(query.property_id)
-    engine = _engine(services)
+    engine = services.dashboard
     stream = NDJSON in request.headers.get("accept", "")
     view = _View(
         principal,
@@ -104,12 +98,6 @@ async def dashboard(services: Services, *, principal: Principal) -> Response:
     return Response(body, content_type=JSON, headers={"Cache-Control": "no-store"})
 
 
-def _engine(services: Services) -> DashboardEngine:
-    if services.dashboard is None:
-        raise ApiError(Code.SERVICE_UNAVAILABLE, "dashboards are not ready")
-    return services.dashboard
-
-
 def _guard_s(engine: DashboardEngine) -> float:
     """How long a request follows a flight at most (its own deadline, a peer's, slack)."""
     return engine.timing.dashboard_deadline_s + engine.lock_s + 0.5
@@ -121,9 +109,7 @@ async def _open(
     """The flight to follow; ``None`` if even that failed (a bug): every widget then shows as
     unavailable — the dashboard itself never fails once it is authorised."""
     try:
-        flight = await engine.dashboard(
-            view.principal.tenant, view.property_id, view.role, services.actors
-        )
+        flight = await engine.dashboard(view.principal.tenant, view.property_id, view.role)
     except Exception:
         log.exception("dashboard could not be opened", extra={"property": view.property_id})
         return None

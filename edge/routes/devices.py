@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 import msgspec
 from quart import Response, request
 
+from actors.address import device
 from actors.device import CloseSession, HeartbeatAck, RecordHeartbeat
-from actors.errors import ActorError, error_code
-from actors.kinds import device
+from actors.errors import ActorError, SystemNotRunning
 from edge.api import Api, decode_body, request_id
+from edge.assembly import Services
 from edge.auth.principal import Principal
-from edge.errors import ApiError, Code
-from edge.services import Services
-from edge.upstream.errors import UpstreamRejected
+from edge.auth.refresh import RefreshTokenReused, SessionRef, refresh_tokens
+from edge.errors import ApiError, Code, code_for_actor_error
 from schemas.devices import (
     HeartbeatRequest,
     HeartbeatResponse,
@@ -23,6 +24,7 @@ from schemas.devices import (
     TokenPair,
 )
 
+log = logging.getLogger("bff.routes.devices")
 api = Api()
 BASE = "/bff/backoffice/v1"
 JSON = "application/json; charset=utf-8"
@@ -36,30 +38,49 @@ def _json(body: msgspec.Struct, status: int = 200) -> Response:
 @api.route(
     f"{BASE}/auth/refresh",
     "POST",
-    summary="Refresh the device's tokens at iam (the DPoP proof must target iam's refresh URL)",
+    summary="Rotate the device's tokens. `DPoP`: a proof for this URL (htm POST, htu under "
+    "BFF_PUBLIC_URL, no ath). `Authorization: DPoP <old access token>` is optional and may have "
+    "expired. `X-App-Version` is required. iam rotates the refresh token on behalf of the proven "
+    "key; a refresh token presented again after its rotation ends the whole session",
     tag="auth",
     body=RefreshRequest,
     response=TokenPair,
     errors=(
         Code.DPOP_INVALID,
         Code.SESSION_EXPIRED,
-        Code.UPSTREAM_UNAVAILABLE,
+        Code.TENANT_SUSPENDED,
+        Code.SYNC_VERSION_BLOCKED,
         Code.VALIDATION_FAILED,
+        Code.UPSTREAM_UNAVAILABLE,
+        Code.UPSTREAM_TIMEOUT,
+        Code.SCHEMA_DRIFT,
     ),
 )
 async def refresh(services: Services) -> Response:
-    proofs = request.headers.getlist("DPoP")
-    if len(proofs) != 1 or not proofs[0].strip():
-        raise ApiError(Code.DPOP_INVALID, "a DPoP proof for iam's refresh URL is required")
-    body = await decode_body(RefreshRequest)
-    assert services.upstreams is not None
+    async def refresh_token() -> str:
+        return (await decode_body(RefreshRequest)).refresh_token
+
     try:
-        tokens = await services.upstreams.iam.refresh(body.refresh_token, proofs[0].strip())
-    except UpstreamRejected as exc:
-        if exc.status in (400, 401, 403):
-            raise ApiError(Code.SESSION_EXPIRED, "refresh refused by iam; sign in again") from None
+        tokens = await refresh_tokens(services.auth, services.upstreams.iam, refresh_token)
+    except RefreshTokenReused as reused:
+        await _revoke_reused(services, reused.session)
         raise
     return _json(TokenPair(**msgspec.structs.asdict(tokens)))
+
+
+async def _revoke_reused(services: Services, session: SessionRef) -> None:
+    """Close the session of a reused refresh token through its device's actor (revocation
+    marker for every instance, ``session.closed.v1``, the device's stream told). If the actor
+    cannot, this process still rejects the session; iam's revocation event closes it later."""
+    command = CloseSession(session_id=session.session_id, reason="refresh_reuse")
+    try:
+        await services.actors.ask(device(session.tenant, session.device_id), command)
+    except (ActorError, SystemNotRunning, msgspec.ValidationError) as exc:
+        services.auth.sessions.revoked.add(session.tenant, session.session_id)
+        log.warning(
+            "reused refresh token: session not closed by its actor",
+            extra={"sessionId": session.session_id, "error": str(exc)},
+        )
 
 
 @api.route(
@@ -72,12 +93,11 @@ async def refresh(services: Services) -> Response:
     errors=(Code.SERVICE_UNAVAILABLE,),
 )
 async def sign_out(services: Services, principal: Principal) -> Response:
-    assert services.actors is not None and services.upstreams is not None
     command = CloseSession(session_id=principal.session_id, reason="sign_out")
     try:
         await services.actors.ask(device(principal.tenant, principal.device_id), command)
     except ActorError as exc:
-        raise ApiError(error_code(exc), "could not close the session; retry") from None
+        raise ApiError(code_for_actor_error(exc), "could not close the session; retry") from None
     iam_revoked = True
     try:
         await services.upstreams.iam.revoke(principal.session_id, "sign_out")
@@ -100,7 +120,6 @@ async def sign_out(services: Services, principal: Principal) -> Response:
 )
 async def heartbeat(services: Services, principal: Principal, deviceId: str) -> Response:
     body = await decode_body(HeartbeatRequest)
-    assert services.actors is not None
     command_id = request.headers.get("Idempotency-Key") or request_id()
     command = RecordHeartbeat(
         command_id=command_id[:128], app_version=body.app_version, operator_id=principal.operator_id
@@ -108,7 +127,7 @@ async def heartbeat(services: Services, principal: Principal, deviceId: str) -> 
     try:
         ack: HeartbeatAck = await services.actors.ask(device(principal.tenant, deviceId), command)
     except ActorError as exc:
-        raise ApiError(error_code(exc), "heartbeat not recorded; retry") from None
+        raise ApiError(code_for_actor_error(exc), "heartbeat not recorded; retry") from None
     return _json(
         HeartbeatResponse(
             device_id=deviceId,

@@ -6,7 +6,7 @@ import msgspec
 from quart import Response
 
 from edge.api import Api
-from edge.services import Services
+from edge.assembly import Services
 from schemas.health import Liveness, Readiness
 
 api = Api()

@@ -18,13 +18,13 @@ import trio
 from quart import Response
 
 from edge.api import Api, decode_query, request_id
+from edge.assembly import Services
 from edge.auth.principal import Principal
 from edge.dashboard.engine import DashboardEngine
 from edge.dashboard.flight import Flight
 from edge.dashboard.telemetry import WORKBENCH_OPENED
 from edge.dashboard.views import ViewSpec
 from edge.errors import ApiError, Code
-from edge.services import Services
 from schemas import dashboard as d
 
 api = Api()
@@ -134,15 +134,13 @@ async def _serve(
     limit: int | None,
 ) -> Response:
     principal.require_property(property_id)
-    if services.dashboard is None:
-        raise ApiError(Code.SERVICE_UNAVAILABLE, "workbench views are not ready")
     engine = services.dashboard
     started = time.perf_counter()
     flight: Flight[bytes] | None = None
     outcome, error = "error", None
     try:
         with trio.move_on_after(engine.timing.workbench_deadline_s + engine.lock_s + 0.5):
-            flight = await engine.view(principal.tenant, property_id, spec, services.actors)
+            flight = await engine.view(principal.tenant, property_id, spec)
             await flight.wait()
         body = _result(flight, spec)
         outcome = "stale" if flight is not None and flight.partial else "ok"

@@ -3,6 +3,12 @@
 Paths mirror the simulator (``ops/sim/services``) and every answer is decoded with the
 upstream's Struct from ``schemas/upstream``. Mutations take the caller's ``idempotency_key``
 (the BFF passes the desktop's key through, so an upstream retry is a replay, never a duplicate).
+
+Only calls something makes are here. The mutations, preferences and sync calls are the exception:
+the routes of API contract §9 (check-in/out, folio charges and refunds, task and work-order
+transitions, lock keys, alert acknowledgement, AI decisions, preferences, sync handshake and
+cursor) will make them; until then ``tests/edge/upstream/test_upstream_apis.py`` exercises each
+against the simulator.
 """
 
 from __future__ import annotations
@@ -49,16 +55,28 @@ class _Api:
 
 
 class IamApi(_Api):
-    async def refresh(self, refresh_token: str, dpop_proof: str) -> iam.TokenResponse:
-        """Forward the desktop's refresh (its proof names iam's refresh URL, RFC 9449 §5)."""
+    async def introspect_refresh(self, refresh_token: str, jkt: str) -> iam.RefreshTokenInfo:
+        """Whose is this refresh token (nothing is spent; a reused one gets its session revoked
+        at iam)? ``jkt``: the key the BFF verified the device's proof with."""
         return await self.c.call(
             "iam",
             "POST",
-            "/v1/sessions/refresh",
+            "/v1/service/refresh-tokens/introspect",
+            iam.RefreshTokenInfo,
+            op="introspectRefresh",
+            body=iam.KeyRefreshRequest(refresh_token=refresh_token, jkt=jkt),
+        )
+
+    async def refresh_for_key(self, refresh_token: str, jkt: str) -> iam.TokenResponse:
+        """Rotate the refresh token on behalf of the device key ``jkt`` (API contract §2): the
+        BFF, a trusted service, has verified the device's proof for its own refresh URL."""
+        return await self.c.call(
+            "iam",
+            "POST",
+            "/v1/service/sessions/refresh",
             iam.TokenResponse,
             op="refresh",
-            body=iam.RefreshRequest(refresh_token=refresh_token),
-            headers={"DPoP": dpop_proof},
+            body=iam.KeyRefreshRequest(refresh_token=refresh_token, jkt=jkt),
         )
 
     async def session(self, session_id: str) -> iam.SessionInfo:
@@ -103,15 +121,6 @@ class TenantApi(_Api):
     async def tenant(self, tenant_id: str) -> tnt.Tenant:
         return await self.c.call("tenant", "GET", _t(tenant_id), tnt.Tenant, op="tenant")
 
-    async def operator(self, tenant_id: str, operator_id: str) -> tnt.Operator:
-        return await self.c.call(
-            "tenant",
-            "GET",
-            f"{_t(tenant_id)}/operators/{operator_id}",
-            tnt.Operator,
-            op="operator",
-        )
-
     async def preferences(self, tenant_id: str, operator_id: str) -> tnt.OperatorPreferences:
         return await self.c.call(
             "tenant",
@@ -140,11 +149,6 @@ class TenantApi(_Api):
 
 
 class PropertyApi(_Api):
-    async def properties(self, tenant_id: str) -> prop.PropertyList:
-        return await self.c.call(
-            "property", "GET", f"{_t(tenant_id)}/properties", prop.PropertyList, op="properties"
-        )
-
     async def property(self, tenant_id: str, property_id: str) -> prop.Property:
         return await self.c.call(
             "property", "GET", _p(tenant_id, property_id), prop.Property, op="property"
@@ -186,17 +190,6 @@ class ReservationApi(_Api):
         self, tenant_id: str, property_id: str, day: date | None = None
     ) -> rsv.ReservationList:
         return await self._list("noShows", tenant_id, property_id, "no-shows", day)
-
-    async def reservation(
-        self, tenant_id: str, property_id: str, reservation_id: str
-    ) -> rsv.Reservation:
-        return await self.c.call(
-            "reservation",
-            "GET",
-            f"{_p(tenant_id, property_id)}/reservations/{reservation_id}",
-            rsv.Reservation,
-            op="reservation",
-        )
 
     async def check_in(
         self,
@@ -318,23 +311,6 @@ class MaintenanceApi(_Api):
             params=_day(None, status=status),
         )
 
-    async def create(
-        self,
-        tenant_id: str,
-        property_id: str,
-        request: maintenance.WorkOrderCreate,
-        idempotency_key: str | None,
-    ) -> maintenance.WorkOrder:
-        return await self.c.call(
-            "maintenance",
-            "POST",
-            self._base(tenant_id, property_id),
-            maintenance.WorkOrder,
-            op="create",
-            body=request,
-            idempotency_key=idempotency_key,
-        )
-
     async def transition(
         self,
         tenant_id: str,
@@ -355,26 +331,6 @@ class MaintenanceApi(_Api):
 
 
 class BillingApi(_Api):
-    async def folio(self, tenant_id: str, property_id: str, folio_id: str) -> billing.Folio:
-        return await self.c.call(
-            "billing",
-            "GET",
-            f"{_p(tenant_id, property_id)}/folios/{folio_id}",
-            billing.Folio,
-            op="folio",
-        )
-
-    async def reservation_folio(
-        self, tenant_id: str, property_id: str, reservation_id: str
-    ) -> billing.Folio:
-        return await self.c.call(
-            "billing",
-            "GET",
-            f"{_p(tenant_id, property_id)}/reservations/{reservation_id}/folio",
-            billing.Folio,
-            op="reservationFolio",
-        )
-
     async def summary(
         self, tenant_id: str, property_id: str, day: date | None = None
     ) -> billing.FolioSummary:
@@ -427,15 +383,6 @@ class BillingApi(_Api):
 class LockApi(_Api):
     def _base(self, tenant_id: str, property_id: str, reservation_id: str) -> str:
         return f"{_p(tenant_id, property_id)}/reservations/{reservation_id}/keys"
-
-    async def keys(self, tenant_id: str, property_id: str, reservation_id: str) -> lock.KeyList:
-        return await self.c.call(
-            "lock",
-            "GET",
-            self._base(tenant_id, property_id, reservation_id),
-            lock.KeyList,
-            op="keys",
-        )
 
     async def issue(
         self,

@@ -21,8 +21,8 @@ property       800 ms                                  1
 
 A retry count applies to reads always and to mutations only when they carry an
 ``Idempotency-Key`` (a mutation without one is never sent twice). iam's calls are classed by
-operation: validate-like calls (session lookup, attestStepUp) get 200 ms, refresh-like calls
-(refresh, sign-out, JWKS) 600 ms.
+operation: validate-like calls (session lookup, attestStepUp, refresh-token introspection) get
+200 ms, refresh-like calls (refresh, sign-out, JWKS) 600 ms.
 """
 
 from __future__ import annotations
@@ -64,7 +64,14 @@ POLICIES: Mapping[UpstreamName, Policy] = MappingProxyType(
             0.6,
             0,
             0,
-            {"attestStepUp": 0.2, "validate": 0.2, "refresh": 0.6, "signOut": 0.6, "jwks": 0.6},
+            {
+                "attestStepUp": 0.2,
+                "validate": 0.2,
+                "introspectRefresh": 0.2,
+                "refresh": 0.6,
+                "signOut": 0.6,
+                "jwks": 0.6,
+            },
         ),
         "tenant": _same(0.5, 1),
         "reservation": Policy(0.8, 1.5, 0, 1),

@@ -93,7 +93,7 @@ async def baseline(actors: int, askers: int, seconds: float) -> tuple[list[float
 
 async def actor_system(actors: int, askers: int, seconds: float) -> tuple[list[float], float]:
     kind = ActorKind("echo", Ping, (Ping,), lambda address: Echo())
-    system = ActorSystem([kind], ActorConfig(), Metrics())
+    system = ActorSystem([kind], ActorConfig(), Metrics().actors)
     addresses = [ActorAddress("echo", "bench", f"a{i}") for i in range(actors)]
 
     async def ask(actor: int, n: int) -> Any:

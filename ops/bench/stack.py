@@ -71,7 +71,7 @@ def bench_stack(*, sim_env: dict[str, str] | None = None, **bff_env: str) -> Ite
     try:
         env = {**os.environ, "BFF_DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
         subprocess.run(
-            [sys.executable, "-m", "ledger.migrate"], env=env, check=True, capture_output=True
+            [sys.executable, "-m", "edge.migrations"], env=env, check=True, capture_output=True
         )
         sim_port, bff_port = _free_port(), _free_port()
         sim_url = f"http://127.0.0.1:{sim_port}"

@@ -30,7 +30,7 @@ import trio
 
 from edge.metrics import Metrics
 from edge.settings import load_settings
-from edge.upstream.wiring import open_upstreams
+from edge.upstream.factory import open_upstreams
 from schemas.upstream.reservation import ReservationList
 
 T, P = "tnt-demo", "prop-demo-1"

@@ -1,4 +1,4 @@
-"""A small client of the BFF admin endpoint (actors/admin.py), every call under a deadline."""
+"""A small client of the BFF admin endpoint (edge/admin.py), every call under a deadline."""
 
 from __future__ import annotations
 

@@ -67,7 +67,7 @@ def resolve_dependencies() -> dict[str, str]:
 
 def run_migrations(env: dict[str, str]) -> None:
     subprocess.run(
-        [sys.executable, "-m", "ledger.migrate", "--create-database"],
+        [sys.executable, "-m", "edge.migrations", "--create-database"],
         env={**os.environ, **env},
         check=True,
     )
@@ -257,13 +257,21 @@ def _private_test_redis(work: Path) -> tuple[subprocess.Popen[bytes], int]:
     return proc, port
 
 
+def _workers(pytest_args: list[str]) -> list[str]:
+    """One pytest worker per core (pytest-xdist) unless the caller chose: every test owns its
+    databases, Redis prefix, ports and processes, so workers never share state."""
+    chosen = any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in pytest_args)
+    return [] if chosen else ["-n", str(max(1, min(os.cpu_count() or 1, 4)))]
+
+
 def _run_checks(env: dict[str, str], pytest_args: list[str]) -> int:
     bin_dir = Path(sys.executable).parent
     steps = [
         ("ruff check", [str(bin_dir / "ruff"), "check", "."]),
         ("ruff format", [str(bin_dir / "ruff"), "format", "--check", "."]),
         ("mypy --strict", [str(bin_dir / "mypy")]),
-        ("pytest", [str(bin_dir / "pytest"), *pytest_args]),
+        ("import layers", [str(bin_dir / "lint-imports")]),
+        ("pytest", [str(bin_dir / "pytest"), *_workers(pytest_args), *pytest_args]),
     ]
     failed = []
     for name, argv in steps:
@@ -289,7 +297,9 @@ def main(argv: list[str] | None = None) -> None:
         run=cmd_env
     )
     sub.add_parser("migrate", help="apply ledger migrations").set_defaults(run=cmd_migrate)
-    test = sub.add_parser("test", help="ruff, mypy --strict and pytest (extra args go to pytest)")
+    test = sub.add_parser(
+        "test", help="ruff, mypy --strict, lint-imports and pytest (extra args go to pytest)"
+    )
     test.add_argument("pytest_args", nargs=argparse.REMAINDER)
     test.set_defaults(run=cmd_test)
     args = parser.parse_args(argv)

@@ -3,9 +3,11 @@ system's binaries (installing them with apt when running as root)."""
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -193,16 +195,59 @@ def ensure_redis(
 # --- Pub/Sub emulator ---------------------------------------------------------------------------
 
 
+EMULATOR_JARS = "platform/pubsub-emulator/lib/cloud-pubsub-emulator-*.jar"
+
+
+@functools.cache
+def gcloud_sdk_roots() -> tuple[Path, ...]:
+    """Where the Google Cloud SDK is installed: what ``gcloud info`` reports (right whatever the
+    packaging: apt, the tarball, snap, Homebrew), then the folder above the resolved ``gcloud``."""
+    gcloud = shutil.which("gcloud")
+    if not gcloud:
+        return ()
+    roots: list[Path] = []
+    try:
+        answer = subprocess.run(
+            [gcloud, "info", "--format=value(installation.sdk_root)"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if answer.returncode == 0 and answer.stdout.strip():
+            roots.append(Path(answer.stdout.strip()))
+    except (OSError, subprocess.SubprocessError):
+        pass
+    roots.append(Path(os.path.realpath(gcloud)).parent.parent)
+    return tuple(dict.fromkeys(roots))
+
+
+def _jar_version(jar: Path) -> tuple[int, ...]:
+    """``cloud-pubsub-emulator-0.8.20-all.jar`` → ``(0, 8, 20)`` (so 0.8.20 sorts after 0.8.9)."""
+    found = re.search(r"cloud-pubsub-emulator-([0-9.]+)", jar.name)
+    return tuple(int(n) for n in found.group(1).strip(".").split(".") if n) if found else ()
+
+
+def pubsub_emulator_jar() -> Path | None:
+    """The newest Pub/Sub emulator jar of the installed SDK (``gcloud components install
+    pubsub-emulator`` or the ``google-cloud-cli-pubsub-emulator`` package), or None. The one
+    finder for the stack and the tests."""
+    for root in gcloud_sdk_roots():
+        jars = sorted(root.glob(EMULATOR_JARS), key=_jar_version)
+        if jars:
+            return jars[-1]
+    return None
+
+
 def emulator_command(host: str, port: int) -> list[str] | None:
     """The emulator's jar run by java directly (quick to stop), else gcloud's wrapper, else None."""
     gcloud = shutil.which("gcloud")
     if not gcloud:
         return None
-    sdk = Path(os.path.realpath(gcloud)).parent.parent
-    jars = sorted(sdk.glob("platform/pubsub-emulator/lib/cloud-pubsub-emulator-*.jar"))
+    jar = pubsub_emulator_jar()
     java = shutil.which("java")
-    if jars and java:
-        return [java, "-jar", str(jars[-1]), f"--host={host}", f"--port={port}"]
+    if jar is not None and java:
+        return [java, "-jar", str(jar), f"--host={host}", f"--port={port}"]
     return [
         gcloud,
         "beta",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas.upstream.iam import Role
+from schemas.identifiers import Role
 
 DEMO_PASSWORD = "demo"  # noqa: S105 - the documented demo password of every demo operator
 STEP_UP_CODE = "123456"

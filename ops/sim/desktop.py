@@ -27,6 +27,11 @@ from ops.sim.catalog import DEMO_PASSWORD, STEP_UP_CODE
 from schemas.upstream.iam import StepUpResponse, TokenResponse
 from schemas.upstream.reservation import ReservationList
 
+# What this client says it is (``X-App-Version``, API contract §2): the BFF refuses calls
+# without it, or below the app-version floor, with 426 SYNC.VERSION_BLOCKED.
+APP_VERSION = "1.4.0"
+BFF_REFRESH_PATH = "/bff/backoffice/v1/auth/refresh"
+
 
 class DemoDevice:
     """One desktop installation: its own P-256 key, enrolled once, then signed in."""
@@ -126,13 +131,46 @@ class DemoDevice:
         self.tokens = msgspec.json.decode(answer.content, type=TokenResponse)
         return self.tokens
 
+    def bff_refresh_response(
+        self,
+        bff_url: str,
+        *,
+        proof: str | None = None,
+        refresh_token: str | None = None,
+        send_access_token: bool = True,
+        headers: dict[str, str] | None = None,
+        omit: tuple[str, ...] = (),
+    ) -> httpx.Response:
+        """``POST {bff}/bff/backoffice/v1/auth/refresh`` as the desktop does it (API contract
+        §2): a proof for that very URL (no ``ath``), the old access token if it has one (expired
+        or not), ``X-App-Version``. ``headers`` override and ``omit`` drops, for tests."""
+        assert self.tokens is not None, "sign in first"
+        url = bff_url.rstrip("/") + BFF_REFRESH_PATH
+        sent = {"DPoP": proof or self.proof("POST", url), "X-App-Version": APP_VERSION}
+        if send_access_token:
+            sent["Authorization"] = f"DPoP {self.tokens.access_token}"
+        sent.update(headers or {})
+        for name in omit:
+            sent.pop(name, None)
+        body = {"refreshToken": refresh_token or self.tokens.refresh_token}
+        return self.http.post(url, headers=sent, json=body)
+
+    def bff_refresh(self, bff_url: str) -> TokenResponse:
+        """Refresh through the BFF and keep the new tokens (the old refresh token is spent)."""
+        answer = self.bff_refresh_response(bff_url)
+        answer.raise_for_status()
+        self.tokens = msgspec.json.decode(answer.content, type=TokenResponse)
+        return self.tokens
+
     def auth_headers(self, method: str, url: str) -> dict[str, str]:
-        """``Authorization: DPoP <token>`` plus a fresh proof bound to it (for BFF calls too)."""
+        """``Authorization: DPoP <token>``, a fresh proof bound to it and ``X-App-Version``
+        (what every BFF call needs; iam ignores the version)."""
         assert self.tokens is not None, "sign in first"
         token = self.tokens.access_token
         return {
             "Authorization": f"DPoP {token}",
             "DPoP": self.proof(method, url, access_token=token),
+            "X-App-Version": APP_VERSION,
         }
 
     def step_up_response(self, action: str, code: str = STEP_UP_CODE) -> httpx.Response:
@@ -195,7 +233,7 @@ def curl_command(args: argparse.Namespace) -> str:
     device.sign_in(args.username)
     url = args.bff_url.rstrip("/") + args.curl
     headers = device.auth_headers("GET", url.split("?", 1)[0])
-    headers.update({"X-App-Version": "1.4.0", "Accept": args.accept})
+    headers["Accept"] = args.accept
     flags = " ".join(f"-H {shlex.quote(f'{k}: {v}')}" for k, v in headers.items())
     return f"curl -sN {flags} {shlex.quote(url)}"
 

@@ -148,6 +148,8 @@ class IamState:
     devices: dict[str, Device] = field(default_factory=dict)
     sessions: dict[str, Session] = field(default_factory=dict)
     refresh: dict[str, str] = field(default_factory=dict)  # sha256(refresh token) → session id
+    # sha256(rotated refresh token) → session id: one presented again is reuse (theft)
+    used_refresh: dict[str, str] = field(default_factory=dict)
     used_attestations: set[str] = field(default_factory=set)
     disabled: set[str] = field(default_factory=set)  # operator ids
     replay: ReplayCache = field(default_factory=ReplayCache)
@@ -159,6 +161,7 @@ class IamState:
         self.devices.clear()
         self.sessions.clear()
         self.refresh.clear()
+        self.used_refresh.clear()
         self.used_attestations.clear()
         self.disabled.clear()
         self.replay.clear()
@@ -192,8 +195,17 @@ class IamState:
         return self.sessions.get(sid) if sid else None
 
     def take_refresh_token(self, token: str) -> Session | None:
-        """Refresh tokens rotate: each one is good once."""
-        sid = self.refresh.pop(_digest(token), None)
+        """Refresh tokens rotate: each one is good once, and is remembered as used."""
+        digest = _digest(token)
+        sid = self.refresh.pop(digest, None)
+        if sid is None:
+            return None
+        self.used_refresh[digest] = sid
+        return self.sessions.get(sid)
+
+    def used_refresh_token(self, token: str) -> Session | None:
+        """The session of a refresh token that was already rotated (None: never issued)."""
+        sid = self.used_refresh.get(_digest(token))
         return self.sessions.get(sid) if sid else None
 
     def access_token(self, session: Session, operator: Operator) -> str:

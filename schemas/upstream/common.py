@@ -18,9 +18,3 @@ class UpstreamErrorEnvelope(Wire):
     """Body of every non-2xx upstream answer."""
 
     error: UpstreamErrorBody
-
-
-class Page(Wire):
-    """Counts that come with a list (the lists are small enough to be returned whole)."""
-
-    total: int

@@ -11,9 +11,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from schemas.identifiers import Role
 from schemas.upstream.common import Wire
 
-Role = Literal["front_desk", "housekeeping", "maintenance", "fnb_manager", "gm"]
 StepUpAction = Literal["lock.revoke", "folio.refund"]
 SessionStatus = Literal["active", "revoked", "signed_out", "expired"]
 RevokeReason = Literal["sign_out", "admin", "security", "user_disabled", "replaced"]
@@ -50,6 +50,32 @@ class TokenResponse(Wire):
 
 class RefreshRequest(Wire):
     refresh_token: str
+
+
+class KeyRefreshRequest(Wire):
+    """Service-to-service refresh (the BFF for a device, API contract §2): the refresh token and
+    the RFC 7638 thumbprint of the DPoP key the caller verified the device's proof with. iam
+    refuses a refresh token bound to another key."""
+
+    refresh_token: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+    jkt: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+
+RefreshTokenState = Literal["ok", "unknown", "reused", "key_mismatch", "session_ended", "disabled"]
+
+
+class RefreshTokenInfo(Wire, omit_defaults=True):
+    """Answer of refresh-token introspection (RFC 7662 in spirit; nothing is spent). ``reused``:
+    the token was already rotated, so iam has just revoked its whole session (OAuth 2.0
+    Security BCP §4.14.2); the ids say which session, so that the caller can revoke it too.
+    The ids are sent for ``ok`` and ``reused`` only (never to a caller holding another key)."""
+
+    active: bool
+    state: RefreshTokenState
+    session_id: str | None = None
+    tenant_id: str | None = None
+    operator_id: str | None = None
+    device_id: str | None = None
 
 
 class SessionInfo(Wire):

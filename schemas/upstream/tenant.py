@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from schemas.identifiers import Role
 from schemas.upstream.common import Wire
-from schemas.upstream.iam import Role
 
 TenantStatus = Literal["active", "suspended"]
 Density = Literal["compact", "comfortable", "spacious"]

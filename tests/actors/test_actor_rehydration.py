@@ -1,21 +1,21 @@
-"""DeviceActor and PropertyActor on the real ledger (Postgres) and real Redis: a killed or
-passivated actor comes back with equal state, retries are recorded once, and a stream written by
-someone else is caught up on."""
+"""DeviceActor and PropertyActor on the in-memory ports (``actors/testing.py``): a killed or
+passivated actor comes back with equal state, retries are recorded once, a stream written by
+someone else is caught up on, and a dependency outage is answered, never a crash. The real
+adapters behind the same ports are tested against real servers in ``tests/edge`` and
+``tests/ledger``, and the whole process in ``tests/system``."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
 import msgspec
 import pytest
 import trio
 
-from actors.address import ActorAddress
+from actors.address import ActorAddress, device, property_
 from actors.config import ActorConfig
 from actors.device import (
-    HEARTBEAT,
-    SESSION_OPENED,
     CloseSession,
     DeviceState,
     HeartbeatAck,
@@ -23,9 +23,8 @@ from actors.device import (
     RecordHeartbeat,
     RefreshSession,
 )
-from actors.kinds import device, property_, standard_kinds
-from actors.messages import GetState
-from actors.notices import NoticeHub
+from actors.errors import DependencyUnavailable
+from actors.messages import DomainEvent, GetState, Handled
 from actors.property import (
     CacheInvalidated,
     InvalidateCache,
@@ -33,40 +32,14 @@ from actors.property import (
     SubscribeDevice,
     TrackCacheKey,
     UnsubscribeDevice,
-    cache_entry_key,
 )
 from actors.system import ActorSystem
-from edge.metrics import Metrics
-from edge.redis_tier import RedisTier
-from ledger.appendlog import Ledger
-from ledger.database import Database
 from ledger.model import NewEvent
-from tests.support.fixtures import REDIS_URL
+from schemas.actor_events import HEARTBEAT, SESSION_OPENED
+from tests.support.actor_world import World
 from tests.support.waiting import eventually
 
 TENANT = "tnt-a"
-
-
-@pytest.fixture
-async def ledger(db: Database) -> AsyncIterator[Ledger]:
-    led = Ledger(db, metrics=Metrics())
-    async with trio.open_nursery() as nursery:
-        await nursery.start(led.run)
-        yield led
-        nursery.cancel_scope.cancel()
-
-
-@pytest.fixture
-async def tiers(aio_loop: object, redis_prefix: str) -> AsyncIterator[tuple[RedisTier, RedisTier]]:
-    cache = RedisTier("cache", REDIS_URL, redis_prefix, timeout=2.0)
-    session = RedisTier("session", REDIS_URL, redis_prefix, timeout=2.0)
-    await cache.open()
-    await session.open()
-    try:
-        yield cache, session
-    finally:
-        await cache.close()
-        await session.close()
 
 
 def config(**overrides: float) -> ActorConfig:
@@ -74,18 +47,20 @@ def config(**overrides: float) -> ActorConfig:
     return ActorConfig(**{**base, **overrides})  # type: ignore[arg-type]
 
 
+StartSystem = Callable[..., Awaitable[ActorSystem]]
+
+
 @pytest.fixture
-async def start_system(
-    ledger: Ledger, tiers: tuple[RedisTier, RedisTier], db: Database
-) -> AsyncIterator[object]:
-    cache, session = tiers
+def world() -> World:
+    return World()
+
+
+@pytest.fixture
+async def start_system(world: World) -> AsyncIterator[StartSystem]:
     async with trio.open_nursery() as nursery:
 
         async def start(**overrides: float) -> ActorSystem:
-            kinds = standard_kinds(
-                ledger, cache, session, db=db, notices=NoticeHub(), heartbeat_sample_rate=1.0
-            )
-            system = ActorSystem(kinds, config(**overrides), Metrics())
+            system = ActorSystem(world.kinds(), config(**overrides))
             await nursery.start(system.run)
             return system
 
@@ -94,9 +69,8 @@ async def start_system(
 
 
 @pytest.fixture
-async def system(start_system: object) -> ActorSystem:
-    started: ActorSystem = await start_system()  # type: ignore[operator]
-    return started
+async def system(start_system: StartSystem) -> ActorSystem:
+    return await start_system()
 
 
 async def wait_restarted(system: ActorSystem, address: ActorAddress, restarts: int) -> None:
@@ -119,12 +93,12 @@ async def heartbeat(
 
 
 async def test_killed_device_actor_restarts_and_rehydrates_equal_state(
-    system: ActorSystem, ledger: Ledger, tiers: tuple[RedisTier, RedisTier]
+    system: ActorSystem, world: World
 ) -> None:
-    cache, session = tiers
+    ledger = world.ledger
     dev = device(TENANT, "dev-1")
-    await session.run(lambda r: r.set(session.key(TENANT, "device", "dev-1", "session"), "sess-9"))
-    await cache.run(lambda r: r.set(cache.key(TENANT, "device", "dev-1", "cursor"), "c-42"))
+    world.sessions.device_session[(TENANT, "dev-1")] = "sess-9"
+    world.cursors.cursors[(TENANT, "dev-1")] = "c-42"
     for n in range(5):
         ack = await heartbeat(system, dev, f"cmd-{n}", f"1.{n}")
         assert (ack.heartbeat_count, ack.duplicate, ack.sampled) == (n + 1, False, True)
@@ -151,7 +125,8 @@ async def test_killed_device_actor_restarts_and_rehydrates_equal_state(
     assert len(await ledger.read_stream(TENANT, "device:dev-1")) == 6
 
 
-async def test_tenants_are_separate_actors_and_streams(system: ActorSystem, ledger: Ledger) -> None:
+async def test_tenants_are_separate_actors_and_streams(system: ActorSystem, world: World) -> None:
+    ledger = world.ledger
     await heartbeat(system, device("tnt-a", "shared"), "c1", "1")
     await heartbeat(system, device("tnt-b", "shared"), "c1", "1")
     await heartbeat(system, device("tnt-b", "shared"), "c2", "1")
@@ -160,8 +135,9 @@ async def test_tenants_are_separate_actors_and_streams(system: ActorSystem, ledg
 
 
 async def test_retried_heartbeat_is_recorded_once_even_across_a_kill(
-    system: ActorSystem, ledger: Ledger
+    system: ActorSystem, world: World
 ) -> None:
+    ledger = world.ledger
     dev = device(TENANT, "dev-2")
     first = await heartbeat(system, dev, "same", "1.0")
     system.kill(dev)
@@ -172,22 +148,19 @@ async def test_retried_heartbeat_is_recorded_once_even_across_a_kill(
     assert len(await ledger.read_stream(TENANT, "device:dev-2")) == 1
 
 
-async def test_refresh_session_reloads_the_redis_part(
-    system: ActorSystem, tiers: tuple[RedisTier, RedisTier]
-) -> None:
-    _, session = tiers
+async def test_refresh_session_reloads_the_redis_part(system: ActorSystem, world: World) -> None:
     dev = device(TENANT, "dev-3")
     state: DeviceState = await system.ask(dev, GetState())
     assert state.session_ref is None
-    await session.run(lambda r: r.set(session.key(TENANT, "device", "dev-3", "session"), "s-1"))
+    world.sessions.device_session[(TENANT, "dev-3")] = "s-1"
     state = await system.ask(dev, RefreshSession())
     assert state.session_ref == "s-1"
 
 
-async def test_killed_property_actor_rehydrates_ledger_and_redis_parts(
-    system: ActorSystem, ledger: Ledger, tiers: tuple[RedisTier, RedisTier]
+async def test_killed_property_actor_rehydrates_ledger_and_cache_parts(
+    system: ActorSystem, world: World
 ) -> None:
-    cache, _ = tiers
+    ledger = world.ledger
     prop = property_(TENANT, "prop-1")
     for dev in ("d1", "d2", "d3"):
         await system.ask(prop, SubscribeDevice(device_id=dev))
@@ -196,8 +169,6 @@ async def test_killed_property_actor_rehydrates_ledger_and_redis_parts(
     await system.ask(prop, UnsubscribeDevice(device_id="d2"))
     for name in ("dashboard.fd", "board.hk"):
         await system.ask(prop, TrackCacheKey(name=name))
-        entry = cache_entry_key(cache, TENANT, "prop-1", name)
-        await cache.run(lambda r: r.set(entry, "x"))  # noqa: B023 - awaited in this iteration
     before: PropertyState = await system.ask(prop, GetState())
     assert before.subscribed_devices == ("d1", "d3")
     assert before.cache_keys == ("board.hk", "dashboard.fd")
@@ -213,14 +184,13 @@ async def test_killed_property_actor_rehydrates_ledger_and_redis_parts(
 
     result: CacheInvalidated = await system.ask(prop, InvalidateCache(names=["board.hk"]))
     assert (result.deleted, result.names) == (1, ["board.hk"])
-    key = cache_entry_key(cache, TENANT, "prop-1", "board.hk")
-    assert await cache.run(lambda r: r.exists(key)) == 0
+    assert world.views.index[(TENANT, "prop-1")] == {"dashboard.fd"}
     state: PropertyState = await system.ask(prop, GetState())
     assert state.cache_keys == ("dashboard.fd",)
 
 
-async def test_passivated_actor_reactivates_with_equal_state(start_system: object) -> None:
-    system: ActorSystem = await start_system(idle_timeout_s=0.2)  # type: ignore[operator]
+async def test_passivated_actor_reactivates_with_equal_state(start_system: StartSystem) -> None:
+    system = await start_system(idle_timeout_s=0.2)
     dev = device(TENANT, "dev-4")
     await heartbeat(system, dev, "a", "1.0")
     await heartbeat(system, dev, "b", "1.1")
@@ -232,8 +202,9 @@ async def test_passivated_actor_reactivates_with_equal_state(start_system: objec
 
 
 async def test_a_stream_written_elsewhere_is_caught_up_on(
-    system: ActorSystem, ledger: Ledger
+    system: ActorSystem, world: World
 ) -> None:
+    ledger = world.ledger
     dev = device(TENANT, "dev-5")
     opened = await system.ask(dev, open_session("s-1"))
     assert opened.changed
@@ -260,8 +231,9 @@ def open_session(session_id: str) -> OpenSession:
 
 
 async def test_sessions_survive_a_kill_and_are_recorded_once(
-    system: ActorSystem, ledger: Ledger
+    system: ActorSystem, world: World
 ) -> None:
+    ledger = world.ledger
     dev = device(TENANT, "dev-6")
     assert (await system.ask(dev, open_session("s-1"))).changed
     assert not (await system.ask(dev, open_session("s-1"))).changed
@@ -275,3 +247,55 @@ async def test_sessions_survive_a_kill_and_are_recorded_once(
         e.subject.rsplit(".", 2)[-2] for e in await ledger.read_stream(TENANT, "device:dev-6")
     ]
     assert subjects == ["opened", "closed"]
+
+
+# --- outages: answered, never a crash (FAILURE_MODES F-20) -----------------------------------
+
+
+async def test_postgres_outage_is_answered_not_crashed_and_never_escalates(
+    system: ActorSystem, world: World
+) -> None:
+    dev = device(TENANT, "dev-7")
+    assert (await heartbeat(system, dev, "before", "1.0")).heartbeat_count == 1
+    world.postgres.down = True
+    for n in range(3 * system.config.max_restarts):  # far past the restart budget
+        with pytest.raises(DependencyUnavailable) as caught:
+            await heartbeat(system, dev, f"down-{n}", "1.0")
+        assert caught.value.dependency == "postgres"
+    (info,) = system.actors()
+    assert (info.status, info.restarts, info.last_error) == ("running", 0, None)
+    assert system.failed() == [] and (await system.health()).ok
+    world.postgres.down = False
+    assert (await heartbeat(system, dev, "after", "1.0")).heartbeat_count == 2
+
+
+async def test_activation_during_an_outage_refuses_the_message_and_leaves_no_actor(
+    system: ActorSystem, world: World
+) -> None:
+    world.postgres.down = True
+    dev = device(TENANT, "dev-8")
+    for _ in range(3 * system.config.max_restarts):
+        with pytest.raises(DependencyUnavailable):
+            await system.ask(dev, GetState())
+    await eventually(lambda: not system.actors())  # not failed, not restarting: gone
+    assert (await system.health()).ok
+    world.postgres.down = False
+    state: DeviceState = await system.ask(dev, GetState())
+    assert state.device_id == "dev-8"
+
+
+async def test_cache_outage_makes_an_invalidating_event_fail_for_redelivery(
+    system: ActorSystem, world: World
+) -> None:
+    prop = property_(TENANT, "prop-2")
+    world.views.affects = {"melmastoon.reservation.": ["view:arrivals"]}
+    await system.ask(prop, TrackCacheKey(name="view:arrivals"))
+    event = DomainEvent(subject="melmastoon.reservation.created.v1", event_id="e-1")
+    world.redis.down = True
+    with pytest.raises(DependencyUnavailable):
+        await system.ask(prop, event)
+    world.redis.down = False
+    handled: Handled = await system.ask(prop, event)
+    assert handled.acted and world.views.index[(TENANT, "prop-2")] == set()
+    state: PropertyState = await system.ask(prop, GetState())
+    assert state.cache_keys == ()

@@ -1,5 +1,5 @@
 """Domain events reach the actors they name (tenant + deviceId/propertyId) and wait until
-handled; irrelevant or cross-tenant events are no-ops. Real ledger, real Redis."""
+handled; irrelevant or cross-tenant events are no-ops. In-memory ports (``actors/testing.py``)."""
 
 from __future__ import annotations
 
@@ -9,44 +9,28 @@ import msgspec
 import pytest
 import trio
 
+from actors.address import device, property_
 from actors.config import ActorConfig
 from actors.device import DeviceState
 from actors.dispatch import route_domain_event
 from actors.errors import OverloadedError
-from actors.kinds import device, property_, standard_kinds
 from actors.messages import GetState
-from actors.notices import NoticeHub
-from actors.property import TrackCacheKey, cache_entry_key
+from actors.ports import InboundEvent
+from actors.property import TrackCacheKey
 from actors.system import ActorSystem
-from edge.bus.port import InboundEvent
-from edge.metrics import Metrics
-from edge.redis_tier import RedisTier
-from ledger.appendlog import Ledger
-from ledger.database import Database
-from tests.support.fixtures import REDIS_URL
+from tests.support.actor_world import World
 from tests.support.waiting import eventually
 
 
 @pytest.fixture
-async def env(
-    db: Database, redis_prefix: str
-) -> AsyncIterator[tuple[ActorSystem, RedisTier, RedisTier]]:
-    cache = RedisTier("cache", REDIS_URL, redis_prefix, timeout=2.0)
-    session = RedisTier("session", REDIS_URL, redis_prefix, timeout=2.0)
-    await cache.open()
-    await session.open()
-    ledger = Ledger(db, metrics=Metrics())
-    kinds = standard_kinds(ledger, cache, session, db=db, notices=NoticeHub())
-    system = ActorSystem(kinds, ActorConfig(), Metrics())
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(ledger.run)
-            await nursery.start(system.run)
-            yield system, cache, session
-            nursery.cancel_scope.cancel()
-    finally:
-        await cache.close()
-        await session.close()
+async def env() -> AsyncIterator[tuple[ActorSystem, World]]:
+    world = World()
+    world.views.affects = {"melmastoon.alert.": ["dashboard"]}
+    system = ActorSystem(world.kinds(), ActorConfig())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(system.run)
+        yield system, world
+        nursery.cancel_scope.cancel()
 
 
 def inbound(subject: str, tenant: str, **data: str) -> InboundEvent:
@@ -56,27 +40,23 @@ def inbound(subject: str, tenant: str, **data: str) -> InboundEvent:
 
 
 async def test_property_event_invalidates_the_property_caches(
-    env: tuple[ActorSystem, RedisTier, RedisTier],
+    env: tuple[ActorSystem, World],
 ) -> None:
-    system, cache, _ = env
+    system, world = env
     prop = property_("tnt-a", "p1")
     await system.ask(prop, TrackCacheKey(name="dashboard"))
-    key = cache_entry_key(cache, "tnt-a", "p1", "dashboard")
-    await cache.run(lambda r: r.set(key, "{}"))
     event = inbound("melmastoon.alert.raised.v1", "tnt-a", tenantId="tnt-a", propertyId="p1")
     await route_domain_event(system, event)
-    assert await cache.run(lambda r: r.exists(key)) == 0  # handled before returning
+    assert world.views.index[("tnt-a", "p1")] == set()  # handled before returning
     assert (await system.ask(prop, GetState())).cache_keys == ()
 
 
 async def test_events_for_another_tenant_or_nobody_are_ignored(
-    env: tuple[ActorSystem, RedisTier, RedisTier],
+    env: tuple[ActorSystem, World],
 ) -> None:
-    system, cache, _ = env
+    system, world = env
     prop = property_("tnt-a", "p1")
     await system.ask(prop, TrackCacheKey(name="dashboard"))
-    key = cache_entry_key(cache, "tnt-a", "p1", "dashboard")
-    await cache.run(lambda r: r.set(key, "{}"))
     mismatch = inbound("melmastoon.alert.raised.v1", "tnt-a", tenantId="tnt-b", propertyId="p1")
     await route_domain_event(system, mismatch)
     other = inbound("melmastoon.alert.raised.v1", "tnt-b", tenantId="tnt-b", propertyId="p1")
@@ -84,7 +64,8 @@ async def test_events_for_another_tenant_or_nobody_are_ignored(
     await route_domain_event(system, inbound("melmastoon.theme.published.v1", "tnt-a"))
     bad = InboundEvent(subject="x", event_id="e", tenant="tnt-a", data=msgspec.Raw(b"[1]"))
     await route_domain_event(system, bad)
-    assert await cache.run(lambda r: r.exists(key)) == 1
+    assert world.views.index[("tnt-a", "p1")] == {"dashboard"}
+    assert world.views.invalidations == [("tnt-b", "p1", "ev-1")]
     assert sorted(str(i.address) for i in system.actors()) == [
         "property/tnt-a/p1",
         "property/tnt-b/p1",
@@ -92,28 +73,27 @@ async def test_events_for_another_tenant_or_nobody_are_ignored(
 
 
 async def test_session_revoked_reloads_the_device_session_reference(
-    env: tuple[ActorSystem, RedisTier, RedisTier],
+    env: tuple[ActorSystem, World],
 ) -> None:
-    system, _, session = env
+    system, world = env
     dev = device("tnt-a", "d1")
-    key = session.key("tnt-a", "device", "d1", "session")
-    await session.run(lambda r: r.set(key, "s-1"))
+    world.sessions.device_session[("tnt-a", "d1")] = "s-1"
     state: DeviceState = await system.ask(dev, GetState())
     assert state.session_ref == "s-1"
-    await session.run(lambda r: r.delete(key))  # the session subsystem revoked it
     await route_domain_event(
         system,
         inbound("melmastoon.iam.session.revoked.v1", "tnt-a", deviceId="d1", propertyId="p1"),
     )
     state = await system.ask(dev, GetState())
     assert state.session_ref is None
+    assert ("tnt-a", "s-1") in world.sessions.revoked  # every instance rejects it now
     assert {i.address for i in system.actors()} == {dev, property_("tnt-a", "p1")}
 
 
 async def test_an_overloaded_actor_raises_so_the_event_is_redelivered(
-    env: tuple[ActorSystem, RedisTier, RedisTier],
+    env: tuple[ActorSystem, World],
 ) -> None:
-    system, _, _ = env
+    system, _ = env
     event = inbound("melmastoon.reservation.created.v1", "tnt-a", propertyId="p9")
     with pytest.raises(OverloadedError):
         await route_domain_event(system, event, timeout=0.0)

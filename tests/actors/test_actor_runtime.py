@@ -22,11 +22,10 @@ from actors.errors import (
     OverloadedError,
     WrongMessage,
 )
+from actors.instruments import ActorInstruments
 from actors.kind import ActorKind
-from actors.runtime import actors_probe
 from actors.supervision import RestartBudget
 from actors.system import ActorSystem
-from edge.metrics import Metrics
 
 
 class Work(msgspec.Struct, frozen=True):
@@ -116,7 +115,7 @@ async def start() -> AsyncIterator[Start]:
         async def make(probe: Probe, **overrides: Any) -> ActorSystem:
             kind = ActorKind("probe", Work, (Work,), lambda a: ProbeActor(probe, a))
             config = ActorConfig(**{**CONFIG.__dict__, **overrides})
-            system = ActorSystem([kind], config, Metrics())
+            system = ActorSystem([kind], config, ActorInstruments())
             await nursery.start(system.run)
             return system
 
@@ -255,7 +254,7 @@ async def test_restart_budget_exhausted_escalates_to_failed(
 ) -> None:
     probe = Probe(fail_activation=True)
     system = await start(probe, max_restarts=3)
-    ready = actors_probe(system)
+    ready = system.health
     await system.tell(A, Work("w1"))
     with pytest.raises(ActorFailed):  # queued asks fail when the supervisor gives up
         await system.ask(A, Work("w2"))
@@ -288,7 +287,7 @@ async def test_a_failed_actor_is_retired_after_the_hold_time(
     assert system.failed() == [A]
     await trio.sleep(1.5)
     assert system.failed() == [] and system.actors() == []
-    assert (await actors_probe(system)()).ok
+    assert (await system.health()).ok
     probe.fail_activation = False
     assert await system.ask(A, Work("back")) == "done:back#3"
 

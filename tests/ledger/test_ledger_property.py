@@ -9,7 +9,9 @@ killed at random points (``pg_terminate_backend``), stale expected versions. Wha
 * positions are dense and readable in order: a reader tailing ``position > last`` during the
   run saw every row, and each stream's versions are dense and follow position order.
 
-Examples share one database (fixtures are per test); each uses its own tenant.
+Examples share one database (fixtures are per test); each uses its own tenant. Generated
+examples kill the writer only when their appends reach a threshold, so the ``@example`` cases
+kill it early, after the first acknowledgements, and check that the kill really happened.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 import trio
 import trio_asyncio
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ledger.appendlog import Ledger, LedgerUnavailable
@@ -52,6 +54,7 @@ class Outcomes:
     rejected: set[uuid.UUID] = field(default_factory=set)
     unknown: list[list[NewEvent]] = field(default_factory=list)
     acks: int = 0
+    kills: int = 0  # writer connections terminated
     changed: trio.Event = field(default_factory=trio.Event)
 
     def ack(self, events: list[NewEvent], results: list[AppendResult]) -> None:
@@ -109,8 +112,10 @@ async def kill_writer(database_url: str, out: Outcomes, thresholds: list[int]) -
         for threshold in sorted(thresholds):
             while out.acks < threshold:
                 await out.changed.wait()
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            # The writer holds one connection that runs nothing but ledger_append (its last
+            # query even while idle), so after the first ack there is always one to kill.
+            out.kills += await admin.fetchval(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 " AND query LIKE '%ledger_append%'"
             )
@@ -131,15 +136,47 @@ async def tail(ledger: Ledger, start: int, seen: list[int]) -> None:
         await trio.sleep(0 if rows else 0.001)
 
 
+def _ops(count: int, *, stream: int = 0, expect: bool = False) -> list[Any]:
+    return [((stream + k) % 4, 1 + k % 3, expect, None) for k in range(count)]
+
+
+# Early kills: the writer dies after the first acknowledgements, with most appends still to
+# come (they must go through the reconnected writer); ``expectKills`` is checked afterwards.
+EARLY_KILLS = [
+    {"appenders": [_ops(5, stream=n) for n in range(3)], "kills": [1], "expectKills": 1},
+    {
+        "appenders": [_ops(6, stream=n, expect=n % 2 == 0) for n in range(4)],
+        "kills": [1, 40],
+        "expectKills": 1,
+    },
+    {
+        "appenders": [
+            [(0, 2, False, None), (1, 1, True, 0.0), (2, 3, False, 0.002), *_ops(4)],
+            _ops(6, stream=1),
+            _ops(6, stream=2, expect=True),
+        ],
+        "kills": [2],
+        "expectKills": 1,
+    },
+]
+
+
+def _with_examples(test: Any) -> Any:
+    for case in EARLY_KILLS:
+        test = example(case=case)(test)
+    return test
+
+
 @settings(
     max_examples=12,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+@_with_examples
 @given(case=scenario)
 async def test_acknowledged_appends_survive_cancels_and_kills_exactly_once(
-    case: dict[str, list[Any]],
+    case: dict[str, Any],
     database_url: str,
 ) -> None:
     # Each example is its own trio.run: open the asyncio bridge and pools here, not in fixtures.
@@ -156,7 +193,7 @@ async def test_acknowledged_appends_survive_cancels_and_kills_exactly_once(
 
 
 async def run_case(
-    case: dict[str, list[Any]],
+    case: dict[str, Any],
     db: Database,
     writer_db: Database,
     database_url: str,
@@ -182,6 +219,7 @@ async def run_case(
                 for number, ops in enumerate(case["appenders"]):
                     appenders.start_soon(appender, ledger, tenant, number, ops, out)
             killer.cancel()
+            assert out.kills >= case.get("expectKills", 0), (out.kills, out.acks)
             # resolve every unknown outcome by re-appending the same events
             for events in out.unknown:
                 try:

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 import trio
 
-from edge.metrics import Metrics
 from ledger.appendlog import Ledger
 from ledger.audit import verify
 from ledger.database import Database
+from ledger.instruments import LedgerInstruments
 from ledger.model import NewEvent
-from ledger.retention import prune_once
+from ledger.retention import prune_once, run_retention
+from tests.support.waiting import eventually
 
 SUBJECT = "melmastoon.bff.backoffice.operator.activity.v1"
 LATER = datetime.now(UTC) + timedelta(days=91)  # every row recorded now is past 90 days then
@@ -43,7 +45,7 @@ async def test_only_rows_older_than_the_period_go(db: Database, ledger: Ledger) 
         await ledger.append([event(f"device:{i % 2}")])
     await publish_through(db, 10)
     assert await prune_once(db, older_than=NINETY) == 0  # all recent
-    metrics = Metrics()
+    metrics = LedgerInstruments()
     deleted = await prune_once(db, older_than=NINETY, now=LATER, batch=3, metrics=metrics)
     assert deleted == 10 and metrics.ledger_pruned._value.get() == 10
     assert await ledger.read_all() == []
@@ -95,3 +97,48 @@ async def test_pruning_while_appending_keeps_the_ledger_consistent(
     await publish_through(db, 120)
     report = await verify(db)
     assert report.ok, report.problems
+
+
+async def test_the_retention_loop_prunes_again_on_every_interval(
+    db: Database, ledger: Ledger
+) -> None:
+    """``run_retention`` (what the service runs, not a single ``prune_once``): it prunes at
+    start and again every interval, so rows that expire or get published later go too, without
+    a restart, and never beyond what the relay published."""
+    for i in range(6):
+        await ledger.append([event(f"device:{i % 2}")])
+    await publish_through(db, 6)
+
+    async def pruned_through() -> int:
+        return int(await db.fetchval("SELECT pruned_through FROM ledger_retention"))
+
+    async def pruned_to(position: int) -> bool:
+        return await pruned_through() == position
+
+    metrics = LedgerInstruments()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            partial(
+                run_retention,
+                db,
+                older_than=timedelta(0),  # every row recorded before the run is old enough
+                interval_s=0.05,
+                batch=4,
+                metrics=metrics,
+            )
+        )
+        await eventually(partial(pruned_to, 6), 10)
+        for i in range(5):
+            await ledger.append([event(f"device:{i % 2}")])  # positions 7..11
+        await publish_through(db, 8)
+        # a later run prunes the newly published prefix, and stops at the relay cursor (from
+        # 6, a batch of 4 would reach 10: seeing 8 means the cursor bounded the run)
+        await eventually(partial(pruned_to, 8), 10)
+        await publish_through(db, 11)
+        await eventually(partial(pruned_to, 11), 10)
+        nursery.cancel_scope.cancel()
+    assert await ledger.read_all() == []
+    assert metrics.ledger_pruned._value.get() == 11
+    report = await verify(db)
+    assert report.ok, report.problems
+    assert (report.pruned_through, report.head) == (11, 11)

@@ -10,9 +10,9 @@ import msgspec
 import pytest
 import trio
 
-from edge.metrics import Metrics
 from ledger.appendlog import DuplicateEventId, Ledger, LedgerRejected, LedgerUnavailable
 from ledger.database import Database
+from ledger.instruments import LedgerInstruments
 from ledger.model import NewEvent, VersionConflict
 from tests.support.procs import PrivatePostgres
 
@@ -25,7 +25,7 @@ def event(stream: str = "device:d1", tenant: str = "tnt-a", **kw: object) -> New
 
 @pytest.fixture
 async def ledger(db: Database) -> AsyncIterator[Ledger]:
-    led = Ledger(db, metrics=Metrics())
+    led = Ledger(db, metrics=LedgerInstruments())
     async with trio.open_nursery() as nursery:
         await nursery.start(led.run)
         yield led

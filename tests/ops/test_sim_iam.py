@@ -231,3 +231,88 @@ def test_enrolment_refuses_private_or_symmetric_keys(sim: SimHandle) -> None:
             json={"tenantId": "tnt-demo", "deviceName": "x", "publicJwk": key},
         )
         assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_jwk"
+
+
+def _introspect(sim: SimHandle, refresh_token: str, jkt: str) -> dict[str, Any]:
+    body = {"refreshToken": refresh_token, "jkt": jkt}
+    answer: dict[str, Any] = sim.post("/iam/v1/service/refresh-tokens/introspect", json=body)
+    return answer
+
+
+def _service_refresh(sim: SimHandle, refresh_token: str, jkt: str) -> Any:
+    body = {"refreshToken": refresh_token, "jkt": jkt}
+    return sim.http.post("/iam/v1/service/sessions/refresh", json=body)
+
+
+def test_service_refresh_rotates_for_the_proven_key_only(sim: SimHandle) -> None:
+    device = sim.device()
+    first = device.sign_in("fd.demo")
+    other_jkt = jwk.JWK.generate(kty="EC", crv="P-256").thumbprint()
+    assert _introspect(sim, first.refresh_token, device.jkt) == {
+        "active": True,
+        "state": "ok",
+        "sessionId": first.session_id,
+        "tenantId": "tnt-demo",
+        "operatorId": "opr-fd-demo",
+        "deviceId": device.device_id,
+    }
+    # Another key learns nothing about the session, and cannot refresh.
+    assert _introspect(sim, first.refresh_token, other_jkt) == {
+        "active": False,
+        "state": "key_mismatch",
+    }
+    refused = _service_refresh(sim, first.refresh_token, other_jkt)
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "key_mismatch"
+    assert _introspect(sim, "rt_never-issued", device.jkt)["state"] == "unknown"
+    # Introspection and the refused attempt spent nothing: the right key rotates it now.
+    rotated = _service_refresh(sim, first.refresh_token, device.jkt)
+    assert rotated.status_code == 200, rotated.text
+    second = rotated.json()
+    assert second["sessionId"] == first.session_id
+    assert second["refreshToken"] != first.refresh_token
+    cnf = _verify(sim, second["accessToken"]).cnf
+    assert cnf is not None and cnf.jkt == device.jkt
+    assert _introspect(sim, second["refreshToken"], device.jkt)["state"] == "ok"
+
+
+def test_a_reused_refresh_token_revokes_its_session_and_announces_it(sim: SimHandle) -> None:
+    device = sim.device()
+    first = device.sign_in("fd.demo")
+    second = _service_refresh(sim, first.refresh_token, device.jkt).json()
+    assert not sim.events("melmastoon.iam.session.revoked")
+    reused = _introspect(sim, first.refresh_token, device.jkt)
+    assert reused == {
+        "active": False,
+        "state": "reused",
+        "sessionId": first.session_id,
+        "tenantId": "tnt-demo",
+        "operatorId": "opr-fd-demo",
+        "deviceId": device.device_id,
+    }
+    assert sim.get(f"/iam/v1/sessions/{first.session_id}")["status"] == "revoked"
+    [event] = sim.events("melmastoon.iam.session.revoked")
+    assert event["data"] == {
+        **event["data"],
+        "tenantId": "tnt-demo",
+        "sessionId": first.session_id,
+        "deviceId": device.device_id,
+        "reason": "refresh_reuse",
+    }
+    # The whole session is over: the successor token too, and the reused one says why.
+    assert _introspect(sim, second["refreshToken"], device.jkt)["state"] == "session_ended"
+    again = _service_refresh(sim, first.refresh_token, device.jkt)
+    assert again.status_code == 401
+    assert again.json()["error"]["code"] == "refresh_token_reused"
+    ended = _service_refresh(sim, second["refreshToken"], device.jkt)
+    assert ended.status_code == 401 and ended.json()["error"]["code"] == "invalid_grant"
+    assert len(sim.events("melmastoon.iam.session.revoked")) == 1  # announced once
+
+
+def test_a_used_refresh_token_under_another_key_revokes_nothing(sim: SimHandle) -> None:
+    device = sim.device()
+    first = device.sign_in("fd.demo")
+    second = _service_refresh(sim, first.refresh_token, device.jkt).json()
+    other_jkt = jwk.JWK.generate(kty="EC", crv="P-256").thumbprint()
+    assert _introspect(sim, first.refresh_token, other_jkt)["state"] == "key_mismatch"
+    assert sim.get(f"/iam/v1/sessions/{first.session_id}")["status"] == "active"
+    assert _service_refresh(sim, second["refreshToken"], device.jkt).status_code == 200

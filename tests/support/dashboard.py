@@ -44,10 +44,10 @@ async def running_engine(
 async def property_actors(
     db: Database, engine: DashboardEngine, metrics: Metrics | None = None
 ) -> AsyncIterator[tuple[ActorSystem, Ledger]]:
-    """An actor system with only the PropertyActor kind, composing through ``engine``."""
-    ledger = Ledger(db, metrics=Metrics())
-    kinds = [property_kind(ledger, engine.cache.tier, engine)]
-    system = ActorSystem(kinds, ActorConfig(mailbox_size=256), metrics or Metrics())
+    """An actor system with only the PropertyActor kind, its views behind ``engine``."""
+    ledger = Ledger(db)
+    kinds = [property_kind(ledger, engine)]
+    system = ActorSystem(kinds, ActorConfig(mailbox_size=256), (metrics or Metrics()).actors)
     async with trio.open_nursery() as nursery:
         await nursery.start(ledger.run)
         await nursery.start(system.run)

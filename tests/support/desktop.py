@@ -7,9 +7,10 @@ from typing import Any
 
 import httpx
 
-from ops.sim.desktop import DemoDevice
+from ops.sim.desktop import APP_VERSION, DemoDevice
+from schemas.upstream.iam import TokenResponse
 
-APP_VERSION = "1.4.0"
+__all__ = ["APP_VERSION", "Desktop"]
 
 
 class Desktop:
@@ -39,9 +40,9 @@ class Desktop:
         return self.device.tokens.session_id
 
     def headers(self, method: str, path: str, **extra: str) -> dict[str, str]:
-        """Auth headers for ``method path`` (path without the query string)."""
+        """Auth headers for ``method path`` (path without the query string), with the
+        ``X-App-Version`` every call needs."""
         headers = self.device.auth_headers(method, self.bff_url + path)
-        headers["X-App-Version"] = APP_VERSION
         headers.update(extra)
         return headers
 
@@ -62,6 +63,15 @@ class Desktop:
 
     def post(self, path: str, **kwargs: Any) -> httpx.Response:
         return self.request("POST", path, **kwargs)
+
+    def refresh_response(self, **kwargs: Any) -> httpx.Response:
+        """``POST /auth/refresh`` as the desktop does it (see ``DemoDevice.bff_refresh_response``
+        for the overrides); the tokens are not kept."""
+        return self.device.bff_refresh_response(self.bff_url, **kwargs)
+
+    def refresh(self) -> TokenResponse:
+        """Refresh through the BFF and keep the new tokens."""
+        return self.device.bff_refresh(self.bff_url)
 
     def close(self) -> None:
         self.http.close()

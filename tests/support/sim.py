@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from ops.sim.desktop import DemoDevice
+from tests.support.fixtures import REDIS_URL
 from tests.support.procs import ServiceProcess
 
 TEST_ENV = {"SIM_LATENCY": "0", "SIM_BUS": "record"}
@@ -122,3 +123,15 @@ def start_sim(log_dir: Path) -> Iterator[Callable[..., SimHandle]]:
     for handle in started:
         handle.close()
         handle.proc.stop()
+
+
+@pytest.fixture
+def bus_sim(start_sim: Callable[..., SimHandle], redis_prefix: str) -> SimHandle:
+    """A dedicated simulator publishing its domain events on this test's embedded bus."""
+    return start_sim(
+        SIM_BUS="auto",
+        BFF_BUS="embedded",
+        BFF_REDIS_PREFIX=redis_prefix,
+        BFF_REDIS_SESSION_URL=REDIS_URL,
+        PUBSUB_EMULATOR_HOST="",
+    )

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from edge.metrics import Metrics
 from edge.settings import load_settings
 from edge.upstream.apis import Upstreams
-from edge.upstream.wiring import open_upstreams
+from edge.upstream.factory import open_upstreams
 from tests.support.sim import SimHandle
 
 

@@ -1,8 +1,15 @@
 """Simulated iam-service: enrolment, DPoP-bound sign-in/refresh, revocation, step-up, JWKS.
 
+Refresh tokens are bound to the device key and rotate; one presented again after its rotation
+revokes its whole session (OAuth 2.0 Security BCP, refresh token reuse detection), announced as
+``melmastoon.iam.session.revoked.v1`` with reason ``refresh_reuse``. Besides the desktop's own
+refresh (a proof for iam's URL), trusted services refresh on behalf of a key they verified
+(``/iam/v1/service/...``: the BFF, API contract §2).
+
 Errors use the common envelope with OAuth-style codes (``invalid_dpop_proof``, ``invalid_grant``,
 ``invalid_credentials``, ``invalid_device``, ``user_disabled``, ``invalid_token``,
-``invalid_mfa_code``); DPoP failures also send
+``invalid_mfa_code``; on the service refresh also ``key_mismatch`` and
+``refresh_token_reused``); DPoP failures also send
 ``WWW-Authenticate: DPoP error="invalid_dpop_proof"``.
 """
 
@@ -24,7 +31,9 @@ from ops.sim.world import iso
 from schemas.upstream.iam import (
     EnrollRequest,
     EnrollResponse,
+    KeyRefreshRequest,
     RefreshRequest,
+    RefreshTokenInfo,
     RevokeRequest,
     SignInRequest,
     StepUpRequest,
@@ -42,6 +51,10 @@ def register(router: Router, sim: Sim) -> None:
     router.add("POST", "/iam/v1/devices/enroll", lambda r: enroll(sim, r))
     router.add("POST", "/iam/v1/sessions", lambda r: sign_in(sim, r))
     router.add("POST", "/iam/v1/sessions/refresh", lambda r: refresh(sim, r))
+    router.add(
+        "POST", "/iam/v1/service/refresh-tokens/introspect", lambda r: service_introspect(sim, r)
+    )
+    router.add("POST", "/iam/v1/service/sessions/refresh", lambda r: service_refresh(sim, r))
     router.add("GET", "/iam/v1/sessions/{sessionId}", lambda r: session_info(sim, r))
     router.add("POST", "/iam/v1/sessions/{sessionId}/revoke", lambda r: revoke(sim, r))
     router.add("POST", "/iam/v1/step-up", lambda r: step_up(sim, r))
@@ -127,21 +140,80 @@ def _tokens(sim: Sim, session: Session, op: Operator, refresh_token: str) -> Tok
 
 
 async def refresh(sim: Sim, request: Request) -> Response:
+    """The desktop's own refresh: a proof for this URL, made with the session's key."""
     proof = check_proof(sim, request)
     body: RefreshRequest = request.decode(RefreshRequest)
-    session = sim.iam.peek_refresh_token(body.refresh_token)
-    if session is None or session.info().status != "active":
+    return Response(200, _rotate(sim, body.refresh_token, proof.jkt, service=False))
+
+
+async def service_introspect(sim: Sim, request: Request) -> Response:
+    """Whose is this refresh token, for a caller holding key ``jkt``? Spends nothing."""
+    body: KeyRefreshRequest = request.decode(KeyRefreshRequest)
+    return Response(200, inspect_refresh_token(sim, body.refresh_token, body.jkt))
+
+
+async def service_refresh(sim: Sim, request: Request) -> Response:
+    """A trusted service (the BFF) rotates a refresh token on behalf of the device key ``jkt``
+    whose proof it verified; no proof comes here."""
+    body: KeyRefreshRequest = request.decode(KeyRefreshRequest)
+    return Response(200, _rotate(sim, body.refresh_token, body.jkt, service=True))
+
+
+def inspect_refresh_token(sim: Sim, token: str, jkt: str) -> RefreshTokenInfo:
+    """The state of ``token`` for a caller holding key ``jkt``. The key is checked first: a
+    caller with another key learns nothing and, since the token is useless without the key,
+    cannot end the session by replaying an old one. A rotated token presented with the right
+    key is reuse: the session is revoked (and announced) before answering."""
+    session = sim.iam.peek_refresh_token(token)
+    reused = session is None
+    if session is None:
+        session = sim.iam.used_refresh_token(token)
+    if session is None:
+        return RefreshTokenInfo(active=False, state="unknown")
+    if not hmac.compare_digest(session.jkt.encode(), jkt.encode()):
+        return RefreshTokenInfo(active=False, state="key_mismatch")
+    ids = {
+        "session_id": session.id,
+        "tenant_id": session.tenant_id,
+        "operator_id": session.operator_id,
+        "device_id": session.device_id,
+    }
+    if reused:
+        revoke_session(sim, session, "refresh_reuse")
+        return RefreshTokenInfo(active=False, state="reused", **ids)
+    if session.info().status != "active":
+        return RefreshTokenInfo(active=False, state="session_ended")
+    if session.operator_id in sim.iam.disabled or session.operator_id not in sim.world.operators:
+        return RefreshTokenInfo(active=False, state="disabled")
+    return RefreshTokenInfo(active=True, state="ok", **ids)
+
+
+def _rotate(sim: Sim, token: str, jkt: str, *, service: bool) -> TokenResponse:
+    info = inspect_refresh_token(sim, token, jkt)
+    if not info.active:
+        raise _refusal(info, service=service)
+    session = sim.iam.take_refresh_token(token)  # the same task introspected it: still there
+    if session is None:
         raise HttpError(401, "invalid_grant", "refresh token invalid, used, or session ended")
-    if not hmac.compare_digest(session.jkt, proof.jkt):
-        raise HttpError(
+    op = _operator(sim, session.operator_id)
+    return _tokens(sim, session, op, sim.iam.new_refresh_token(session))
+
+
+def _refusal(info: RefreshTokenInfo, *, service: bool) -> HttpError:
+    if info.state == "key_mismatch":
+        if service:
+            return HttpError(401, "key_mismatch", "refresh token is bound to another key")
+        return HttpError(
             401,
             "invalid_dpop_proof",
             "proof key is not the session's key",
             {"WWW-Authenticate": DPOP_CHALLENGE},
         )
-    op = _operator(sim, session.operator_id)
-    sim.iam.take_refresh_token(body.refresh_token)
-    return Response(200, _tokens(sim, session, op, sim.iam.new_refresh_token(session)))
+    if info.state == "reused" and service:
+        return HttpError(401, "refresh_token_reused", "refresh token reused; session revoked")
+    if info.state == "disabled":
+        return HttpError(403, "user_disabled", "operator is disabled")
+    return HttpError(401, "invalid_grant", "refresh token invalid, used, or session ended")
 
 
 async def session_info(sim: Sim, request: Request) -> Response:

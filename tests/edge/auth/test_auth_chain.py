@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -15,31 +16,14 @@ import redis
 from jwcrypto import jwk, jws
 
 from edge.auth.dpop import ath_for, make_proof
+from ops.sim.desktop import BFF_REFRESH_PATH
+from tests.edge.auth.conftest import refused as _error
 from tests.support.desktop import APP_VERSION, Desktop
 from tests.support.fixtures import REDIS_URL, ServiceFactory
-from tests.support.procs import ServiceProcess, wait_until
+from tests.support.procs import PrivateRedis, ServiceProcess, wait_until
 from tests.support.sim import SimHandle
 
 WHOAMI = "/bff/backoffice/v1/_test/whoami"
-
-
-@pytest.fixture
-def bff(start_bff: ServiceFactory, sim: SimHandle) -> ServiceProcess:
-    return start_bff(SIM_URL=sim.url)
-
-
-@pytest.fixture
-def desk(bff: ServiceProcess, sim: SimHandle) -> Desktop:
-    return Desktop(bff.url, sim.url, "fd.demo")
-
-
-def _error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()["error"]
-    assert body["code"] == code, body
-    if status == 401:
-        assert response.headers["www-authenticate"].startswith("DPoP ")
-    return body
 
 
 def _proof_headers(desk: Desktop, path: str = WHOAMI, **proof: Any) -> dict[str, str]:
@@ -254,30 +238,74 @@ def test_cross_tenant_token_never_reads_another_tenants_property(
     _error(other.post(path, json={}), 403, "PROPERTY_OUT_OF_SCOPE")
 
 
-def test_app_version_floor(bff: ServiceProcess, sim: SimHandle, redis_prefix: str) -> None:
+def _set_floor(redis_prefix: str, version: str) -> None:
+    """The app-version floor, as ops set it (read by a BFF at its first use, then every 30 s)."""
     client = redis.Redis.from_url(REDIS_URL)
-    client.hset(f"{redis_prefix}:_global:flags", "appVersionFloor", "2.0.0")
+    try:
+        client.hset(f"{redis_prefix}:_global:flags", "appVersionFloor", version)
+    finally:
+        client.close()
+
+
+def _without(headers: dict[str, str], name: str) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k != name}
+
+
+def test_app_version_floor(bff: ServiceProcess, sim: SimHandle, redis_prefix: str) -> None:
+    _set_floor(redis_prefix, "2.0.0")
     desk = Desktop(bff.url, sim.url, "fd.demo")
     _error(desk.get(WHOAMI), 426, "SYNC.VERSION_BLOCKED")
     assert desk.get(WHOAMI, headers={"X-App-Version": "2.1.0"}).status_code == 200
     _error(desk.get(WHOAMI, headers={"X-App-Version": "latest"}), 400, "VALIDATION_FAILED")
+    missing = desk.http.get(WHOAMI, headers=_without(desk.headers("GET", WHOAMI), "X-App-Version"))
+    _error(missing, 426, "SYNC.VERSION_BLOCKED")
+
+
+def test_missing_app_version_is_below_any_floor(desk: Desktop) -> None:
+    """No floor is set: a client too old to send X-App-Version is still too old to serve."""
+    headers = _without(desk.headers("GET", WHOAMI), "X-App-Version")
+    body = _error(desk.http.get(WHOAMI, headers=headers), 426, "SYNC.VERSION_BLOCKED")
+    assert "X-App-Version" in body["message"]
+    blank = desk.get(WHOAMI, headers={"X-App-Version": ""})
+    _error(blank, 426, "SYNC.VERSION_BLOCKED")
+    assert desk.get(WHOAMI).status_code == 200
+
+
+def _burst_in_one_window(
+    bff: ServiceProcess, sim: SimHandle, send: Callable[[Desktop], list[httpx.Response]]
+) -> tuple[list[httpx.Response], float, float]:
+    """``send(desk)`` for a new device (its own counter) within one per-minute window of the
+    rate limit; a burst that straddles a minute boundary counts in two windows, so it is sent
+    again (by another new device) rather than judged."""
+    for _ in range(3):
+        desk = Desktop(bff.url, sim.url, "fd.demo")
+        started = time.time()
+        responses = send(desk)
+        ended = time.time()
+        if int(started // 60) == int(ended // 60):
+            return responses, started, ended
+    raise AssertionError("three bursts in a row straddled a minute boundary")
 
 
 def test_rate_limited(start_bff: ServiceFactory, sim: SimHandle) -> None:
-    bff = start_bff(SIM_URL=sim.url, BFF_RATE_LIMIT_PER_MINUTE="3")
-    desk = Desktop(bff.url, sim.url, "fd.demo")
-    statuses = [desk.get(WHOAMI) for _ in range(8)]
-    limited = [r for r in statuses if r.status_code == 429]
-    assert limited, [r.status_code for r in statuses]
-    _error(limited[0], 429, "RATE_LIMITED")
-    assert 1 <= int(limited[0].headers["retry-after"]) <= 60
+    limit = 3
+    bff = start_bff(SIM_URL=sim.url, BFF_RATE_LIMIT_PER_MINUTE=str(limit))
+    responses, started, ended = _burst_in_one_window(
+        bff, sim, lambda desk: [desk.get(WHOAMI) for _ in range(limit + 4)]
+    )
+    assert [r.status_code for r in responses] == [200] * limit + [429] * 4
+    for limited in responses[limit:]:
+        _error(limited, 429, "RATE_LIMITED")
+        # Retry-After: the seconds left in the window the burst was counted in.
+        retry_after = int(limited.headers["retry-after"])
+        assert 60 - int(ended) % 60 <= retry_after <= 60 - int(started) % 60
 
 
-def test_session_tier_down_fails_mutations_not_reads(
+@pytest.fixture
+def tier_down_desk(
     start_bff: ServiceFactory, sim: SimHandle, log_dir: Any
-) -> None:
-    from tests.support.procs import PrivateRedis
-
+) -> Iterator[tuple[Desktop, ServiceProcess]]:
+    """A signed-in desktop whose BFF then loses its session tier (a private redis-server)."""
     session_tier = PrivateRedis(log_dir)
     try:
         bff = start_bff(
@@ -286,9 +314,196 @@ def test_session_tier_down_fails_mutations_not_reads(
         desk = Desktop(bff.url, sim.url, "fd.demo")
         assert desk.get(WHOAMI).status_code == 200
         session_tier.stop()
-        path = "/bff/backoffice/v1/_test/properties/prop-demo-1/mutate"
-        _error(desk.post(path, json={}), 503, "CACHE_UNAVAILABLE")
-        assert desk.get(WHOAMI).status_code == 200  # reads fall back
+        yield desk, bff
+    finally:
+        session_tier.stop()
+
+
+def test_session_tier_down_fails_mutations_not_reads(
+    tier_down_desk: tuple[Desktop, ServiceProcess],
+) -> None:
+    desk, _ = tier_down_desk
+    path = "/bff/backoffice/v1/_test/properties/prop-demo-1/mutate"
+    _error(desk.post(path, json={}), 503, "CACHE_UNAVAILABLE")
+    assert desk.get(WHOAMI).status_code == 200  # reads fall back
+
+
+def test_a_replayed_proof_is_refused_while_the_session_tier_is_down(
+    tier_down_desk: tuple[Desktop, ServiceProcess],
+) -> None:
+    desk, bff = tier_down_desk
+    headers = _proof_headers(desk)
+    assert desk.http.get(WHOAMI, headers=headers).status_code == 200  # reads fall back
+    replay = desk.http.get(WHOAMI, headers=headers)
+    assert "already used" in _error(replay, 401, "DPOP_INVALID")["message"]
+    # The refresh route claims its proofs in the same store, with the same fallback.
+    proof = desk.device.proof("POST", desk.bff_url + BFF_REFRESH_PATH)
+    refreshed = desk.refresh_response(proof=proof)
+    assert refreshed.status_code == 200, refreshed.text
+    again = desk.refresh_response(proof=proof, refresh_token=refreshed.json()["refreshToken"])
+    assert "already used" in _error(again, 401, "DPOP_INVALID")["message"]
+    metrics = httpx.get(bff.url + "/metrics").text
+    assert 'bff_auth_degraded_total{check="session_tier"}' in metrics
+
+
+PUBLIC_URL = "https://desk.hotel.example"
+
+
+def test_htu_is_checked_against_the_public_url(start_bff: ServiceFactory, sim: SimHandle) -> None:
+    """Behind a load balancer the proof names the URL the desktop used (BFF_PUBLIC_URL), after
+    RFC 3986 normalisation; the URL the request reached inside, or one a Host header claims,
+    is refused."""
+    bff = start_bff(SIM_URL=sim.url, BFF_PUBLIC_URL=PUBLIC_URL)
+    desk = Desktop(bff.url, sim.url, "fd.demo")
+    cases = {
+        "public": (PUBLIC_URL + WHOAMI, None),
+        "public, normalised": ("HTTPS://Desk.Hotel.EXAMPLE:443" + WHOAMI, None),
+        "public, dot segments": (PUBLIC_URL + "/bff/backoffice/v1/x/../_test/whoami", None),
+        "internal": (bff.url + WHOAMI, None),
+        "public, other scheme": ("http://desk.hotel.example" + WHOAMI, None),
+        "public, other port": (PUBLIC_URL + ":8443" + WHOAMI, None),
+        "Host header": ("http://evil.example" + WHOAMI, "evil.example"),
+    }
+    seen = {}
+    for name, (htu, host) in cases.items():
+        headers = _proof_headers(desk, url=htu)
+        if host:
+            headers["Host"] = host
+        seen[name] = desk.http.get(WHOAMI, headers=headers).status_code
+    assert seen == {
+        "public": 200,
+        "public, normalised": 200,
+        "public, dot segments": 200,
+        "internal": 401,
+        "public, other scheme": 401,
+        "public, other port": 401,
+        "Host header": 401,
+    }
+
+
+def _code_of(response: httpx.Response) -> str:
+    if response.status_code < 400:
+        return str(response.status_code)
+    code: str = response.json()["error"]["code"]
+    return code
+
+
+def _forged_token_headers(desk: Desktop) -> dict[str, str]:
+    """A token whose iam signature is broken, with a proof that is right for it."""
+    assert desk.device.tokens is not None
+    head, payload, sig = desk.device.tokens.access_token.split(".")
+    forged = f"{head}.{payload}.{sig[:-6]}AAAAAA"
+    headers = _proof_headers(desk, access_token=forged)
+    headers["Authorization"] = f"DPoP {forged}"
+    return headers
+
+
+def test_order_of_checks_when_two_fail(
+    bff: ServiceProcess, sim: SimHandle, redis_prefix: str
+) -> None:
+    """Each request fails two checks; the contract's table order says which one answers."""
+    _set_floor(redis_prefix, "1.2.0")
+    old = {"X-App-Version": "1.0.0"}
+    demo = Desktop(bff.url, sim.url, "fd.demo")
+    susp = Desktop(bff.url, sim.url, "fd.susp", tenant="tnt-suspended")
+    mutate = "/bff/backoffice/v1/_test/properties/prop-demo-2/mutate"
+    heartbeat = "/bff/backoffice/v1/devices/dev-someone-else/heartbeat"
+    cases: dict[str, tuple[Callable[[], httpx.Response], str]] = {
+        "no Authorization + bad proof": (
+            lambda: demo.http.get(WHOAMI, headers={"DPoP": "a.b.c", **old}),
+            "SESSION_REQUIRED",
+        ),
+        "bad proof + suspended": (
+            lambda: susp.http.get(WHOAMI, headers=_proof_headers(susp, method="POST")),
+            "DPOP_INVALID",
+        ),
+        "bad proof + no version": (
+            lambda: demo.http.get(
+                WHOAMI, headers=_without(_proof_headers(demo, method="POST"), "X-App-Version")
+            ),
+            "DPOP_INVALID",
+        ),
+        "bad token signature + suspended": (
+            lambda: susp.http.get(WHOAMI, headers=_forged_token_headers(susp)),
+            "SESSION_EXPIRED",
+        ),
+        "device mismatch + suspended": (
+            lambda: susp.post(heartbeat, json={"appVersion": APP_VERSION}),
+            "DEVICE_MISMATCH",
+        ),
+        "device mismatch + property out of scope": (
+            lambda: demo.post(mutate, json={"deviceId": "dev-x"}),
+            "DEVICE_MISMATCH",
+        ),
+        "suspended + property out of scope": (
+            lambda: susp.get(WHOAMI, params={"propertyId": "prop-demo-1"}),
+            "TENANT.SUSPENDED",
+        ),
+        "suspended + below floor": (lambda: susp.get(WHOAMI, headers=old), "TENANT.SUSPENDED"),
+        "suspended + no version": (
+            lambda: susp.http.get(
+                WHOAMI, headers=_without(susp.headers("GET", WHOAMI), "X-App-Version")
+            ),
+            "TENANT.SUSPENDED",
+        ),
+        "property out of scope + below floor": (
+            lambda: demo.get(WHOAMI, params={"propertyId": "prop-demo-2"}, headers=old),
+            "PROPERTY_OUT_OF_SCOPE",
+        ),
+        "suspended + refresh proof for another URL": (
+            lambda: susp.refresh_response(proof=susp.device.proof("POST", bff.url + WHOAMI)),
+            "DPOP_INVALID",
+        ),
+        "suspended + refresh without version": (
+            lambda: susp.refresh_response(omit=("X-App-Version",)),
+            "TENANT.SUSPENDED",
+        ),
+    }
+    seen = {name: _code_of(call()) for name, (call, _) in cases.items()}
+    assert seen == {name: code for name, (_, code) in cases.items()}
+
+
+def test_a_replayed_proof_of_a_signed_out_session_is_a_replay(desk: Desktop) -> None:
+    """The replay and the revocation come from one session-tier round trip; the replay wins."""
+    headers = _proof_headers(desk)
+    assert desk.http.get(WHOAMI, headers=headers).status_code == 200
+    assert desk.post("/bff/backoffice/v1/auth/sign-out").status_code == 200
+    _error(desk.get(WHOAMI), 401, "SESSION_EXPIRED")
+    _error(desk.http.get(WHOAMI, headers=headers), 401, "DPOP_INVALID")
+
+
+def test_order_of_checks_at_the_end_of_the_chain(
+    start_bff: ServiceFactory, sim: SimHandle, redis_prefix: str, log_dir: Any
+) -> None:
+    """CACHE_UNAVAILABLE after PROPERTY_OUT_OF_SCOPE, SYNC.VERSION_BLOCKED after it, and the
+    rate limit last."""
+    _set_floor(redis_prefix, "1.2.0")
+    old = {"X-App-Version": "1.0.0"}
+    session_tier = PrivateRedis(log_dir)
+    try:
+        bff = start_bff(
+            SIM_URL=sim.url,
+            BFF_REDIS_SESSION_URL=session_tier.url,
+            BFF_DEPENDENCY_TIMEOUT_S="0.5",
+            BFF_RATE_LIMIT_PER_MINUTE="1",
+        )
+        (first, below_floor, limited), _, _ = _burst_in_one_window(
+            bff,
+            sim,
+            lambda desk: [desk.get(WHOAMI), desk.get(WHOAMI, headers=old), desk.get(WHOAMI)],
+        )
+        assert [_code_of(r) for r in (first, below_floor, limited)] == [
+            "200",
+            "SYNC.VERSION_BLOCKED",  # over the limit too, but the floor answers first
+            "RATE_LIMITED",
+        ]
+        desk = Desktop(bff.url, sim.url, "fd.demo")
+        session_tier.stop()
+        out_of_scope = "/bff/backoffice/v1/_test/properties/prop-demo-2/mutate"
+        in_scope = "/bff/backoffice/v1/_test/properties/prop-demo-1/mutate"
+        _error(desk.post(out_of_scope, json={}), 403, "PROPERTY_OUT_OF_SCOPE")
+        _error(desk.post(in_scope, json={}, headers=old), 503, "CACHE_UNAVAILABLE")
+        _error(desk.get(WHOAMI, headers=old), 426, "SYNC.VERSION_BLOCKED")  # a read: no 503
     finally:
         session_tier.stop()
 

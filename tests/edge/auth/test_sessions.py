@@ -1,5 +1,5 @@
-"""Sessions over real processes: sign-out, refresh, revocation seen by every instance,
-force-logout through the bus, MFA step-up, heartbeat."""
+"""Sessions over real processes: sign-out, revocation seen by every instance, force-logout
+through the bus, MFA step-up, heartbeat (token refresh: test_refresh.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 import trio
 
 from tests.support.desktop import APP_VERSION, Desktop
 from tests.support.fixtures import REDIS_URL, ServiceFactory
-from tests.support.procs import wait_until
+from tests.support.ledger import ledger_subjects as _ledger_subjects
+from tests.support.procs import free_port, wait_until
+from tests.support.pubsub import Bus
 from tests.support.sim import SimHandle
 
 WHOAMI = "/bff/backoffice/v1/_test/whoami"
@@ -26,41 +27,6 @@ def _rejected(desk: Desktop) -> Callable[[], bool]:
 def _code(response: httpx.Response) -> str:
     code: str = response.json()["error"]["code"]
     return code
-
-
-@pytest.fixture
-def bus_sim(start_sim: Any, redis_prefix: str) -> SimHandle:
-    """A simulator publishing its domain events on this test's embedded bus."""
-    sim: SimHandle = start_sim(
-        SIM_BUS="auto",
-        BFF_BUS="embedded",
-        BFF_REDIS_PREFIX=redis_prefix,
-        BFF_REDIS_SESSION_URL=REDIS_URL,
-        PUBSUB_EMULATOR_HOST="",
-    )
-    return sim
-
-
-def _ledger_subjects(database_url: str, stream: str) -> list[tuple[str, dict[str, Any]]]:
-    import asyncpg
-    import trio_asyncio
-
-    async def fetch() -> list[tuple[str, dict[str, Any]]]:
-        async with trio_asyncio.open_loop():
-            conn = await trio_asyncio.aio_as_trio(asyncpg.connect)(database_url)
-            try:
-                rows = await trio_asyncio.aio_as_trio(conn.fetch)(
-                    "SELECT subject, payload::text AS p FROM ledger WHERE stream = $1"
-                    " ORDER BY position",
-                    stream,
-                )
-            finally:
-                await trio_asyncio.aio_as_trio(conn.close)()
-        import json
-
-        return [(r["subject"], json.loads(r["p"])) for r in rows]
-
-    return trio.run(fetch)
 
 
 def test_first_call_opens_the_session_in_the_ledger(
@@ -97,49 +63,69 @@ def test_sign_out_is_rejected_on_every_instance(
     assert any(c["path"].endswith("/revoke") for c in sim.calls("iam"))
 
 
-def test_refresh_proxies_the_devices_proof_to_iam(
-    start_bff: ServiceFactory, sim: SimHandle
-) -> None:
-    bff = start_bff(SIM_URL=sim.url)
-    desk = Desktop(bff.url, sim.url)
-    assert desk.device.tokens is not None
-    iam_refresh = f"{sim.url}/iam/v1/sessions/refresh"
-    response = httpx.post(
-        f"{bff.url}/bff/backoffice/v1/auth/refresh",
-        headers={"DPoP": desk.device.proof("POST", iam_refresh)},
-        json={"refreshToken": desk.device.tokens.refresh_token},
-    )
-    assert response.status_code == 200, response.text
-    fresh = response.json()
-    assert fresh["sessionId"] == desk.session_id and fresh["accessToken"]
-    # the used refresh token is spent: replaying it is refused
-    again = httpx.post(
-        f"{bff.url}/bff/backoffice/v1/auth/refresh",
-        headers={"DPoP": desk.device.proof("POST", iam_refresh)},
-        json={"refreshToken": desk.device.tokens.refresh_token},
-    )
-    assert again.status_code == 401 and _code(again) == "SESSION_EXPIRED"
-    no_proof = httpx.post(f"{bff.url}/bff/backoffice/v1/auth/refresh", json={"refreshToken": "x"})
-    assert no_proof.status_code == 401 and _code(no_proof) == "DPOP_INVALID"
+def _device_state(admin: str, desk: Desktop) -> dict[str, Any]:
+    """The DeviceActor's state in one instance (admin endpoint, ``getState``)."""
+    path = f"{admin}/admin/actors/device/{desk.device.tenant_id}/{desk.device_id}/ask"
+    answer = httpx.post(path, json={"type": "getState"}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    state: dict[str, Any] = answer.json()["reply"]
+    return state
+
+
+def _device_actor(admin: str, desk: Desktop) -> dict[str, Any]:
+    """The DeviceActor's entry in one instance's list of live actors."""
+    listing = httpx.get(f"{admin}/admin/actors", params={"kind": "device"}, timeout=10).json()
+    [actor] = [a for a in listing["actors"] if a["id"] == desk.device_id]
+    return actor  # type: ignore[no-any-return]
+
+
+def _closed_by_actor(admin: str, desk: Desktop) -> Callable[[], bool]:
+    return lambda: desk.session_id in _device_state(admin, desk)["closedSessions"]
 
 
 def test_force_logout_through_the_bus_reaches_both_instances(
-    start_bff: ServiceFactory, bus_sim: SimHandle, database_url: str
+    start_bff: ServiceFactory, start_sim: Callable[..., SimHandle], bus: Bus, database_url: str
 ) -> None:
-    first = start_bff(SIM_URL=bus_sim.url, BFF_BUS="embedded")
-    second = start_bff(SIM_URL=bus_sim.url, BFF_BUS="embedded")
-    desk = Desktop(first.url, bus_sim.url)
-    other = Desktop(second.url, bus_sim.url, device=desk.device)
+    """The simulator's iam publishes session.revoked; EACH instance consumes it from its own
+    subscription and its own DeviceActor closes the session. (The instances share the session
+    tier, so "both reject the token" alone would pass with only one consumer.)"""
+    sim = start_sim(
+        SIM_BUS="auto", BFF_REDIS_PREFIX=bus.prefix, BFF_REDIS_SESSION_URL=REDIS_URL, **bus.env
+    )
+    admins = {f"fl-{n}": free_port() for n in (1, 2)}
+    first, second = [
+        start_bff(SIM_URL=sim.url, BFF_INSTANCE_ID=name, BFF_ADMIN_PORT=str(port), **bus.env)
+        for name, port in admins.items()
+    ]
+    for name, bff in zip(admins, (first, second), strict=True):
+        bus.assert_serves(bff)
+        bus.wait_subscribed(name, "melmastoon.iam")
+    desk = Desktop(first.url, sim.url)
+    other = Desktop(second.url, sim.url, device=desk.device)
     assert desk.get(WHOAMI).status_code == 200 and other.get(WHOAMI).status_code == 200
-    bus_sim.post(f"/_sim/iam/sessions/{desk.session_id}/revoke", json={"reason": "security"})
+    urls = [f"http://127.0.0.1:{port}" for port in admins.values()]
+    before: dict[str, dict[str, Any]] = {}
+    for admin in urls:  # each instance hosts the device's actor, with the session open
+        state = _device_state(admin, desk)
+        assert state["sessionId"] == desk.session_id and state["closedSessions"] == []
+        before[admin] = _device_actor(admin, desk)
+
+    sim.post(f"/_sim/iam/sessions/{desk.session_id}/revoke", json={"reason": "security"})
     for client in (desk, other):
-        wait_until(_rejected(client), 10, "force-logout")
+        wait_until(_rejected(client), 15, "force-logout")
+    for admin in urls:
+        wait_until(_closed_by_actor(admin, desk), 15, f"the actor at {admin} to close it")
+        state = _device_state(admin, desk)
+        assert state["sessionId"] is None and state["sessionRef"] is None
+        after = _device_actor(admin, desk)
+        # the same activation handled the event (not a restart or re-activation replaying it)
+        assert after["restarts"] == 0 and after["ageSeconds"] >= before[admin]["ageSeconds"]
     closed = [
         p
         for s, p in _ledger_subjects(database_url, f"device:{desk.device_id}")
         if s.endswith("session.closed.v1")
     ]
-    assert [c["reason"] for c in closed] == ["security"]
+    assert [c["reason"] for c in closed] == ["security"]  # recorded once, by one instance
 
 
 def test_disabled_operator_loses_every_session(

@@ -10,7 +10,8 @@ from typing import Any
 import msgspec
 import trio
 
-from edge.bus.port import BusMessage, EventHandler, InboundEvent
+from actors.ports import EventHandler, InboundEvent
+from edge.bus.port import BusMessage
 from edge.bus.redis_streams import (
     RedisStreamsPublisher,
     RedisStreamsSource,

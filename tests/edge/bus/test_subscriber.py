@@ -14,8 +14,9 @@ import msgspec
 import pytest
 import trio
 
+from actors.ports import InboundEvent
 from edge.bus.codec import InvalidEvent, decode_inbound
-from edge.bus.port import BusMessage, Delivery, InboundEvent
+from edge.bus.port import BusMessage, Delivery
 from edge.bus.redis_streams import RedisStreamsPublisher, RedisStreamsSource, dead_letter_key
 from edge.bus.subscriber import Subscriber
 from edge.metrics import Metrics

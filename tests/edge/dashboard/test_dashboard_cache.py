@@ -14,7 +14,7 @@ from edge.dashboard.engine import DashboardEngine, Timing
 from edge.dashboard.views import ViewSpec
 from edge.metrics import Metrics
 from edge.redis_tier import RedisTier
-from schemas.dashboard import Role
+from schemas.identifiers import Role
 from tests.support.dashboard import P, T, eventually_async, reads, running_engine
 from tests.support.fixtures import REDIS_URL
 from tests.support.procs import free_port
@@ -103,9 +103,9 @@ async def test_partial_dashboards_are_kept_shorter_than_complete_ones(
     timing = Timing(dashboard_ttl_s=30.0, partial_ttl_s=2.0)
     async with running_engine(sim, REDIS_URL, redis_prefix, timing) as engine:
         sim.fault("pricing", "error")
-        partial = await engine.dashboard(T, P, "front_desk", None)
+        partial = await engine.dashboard(T, P, "front_desk")
         await partial.wait()
-        complete = await engine.dashboard(T, P, "housekeeping", None)
+        complete = await engine.dashboard(T, P, "housekeeping")
         await complete.wait()
         await _stored(engine, "front_desk")
         await _stored(engine, "housekeeping")
@@ -137,11 +137,11 @@ async def test_cache_tier_down_reads_through_to_the_upstreams(
     """F-17: nothing listens on the cache port; dashboards and views are still served."""
     dead = f"redis://127.0.0.1:{free_port()}/0"
     async with running_engine(sim, dead, "dead") as engine:
-        first = await engine.dashboard(T, P, "gm", None)
+        first = await engine.dashboard(T, P, "gm")
         await first.wait()
-        second = await engine.dashboard(T, P, "gm", None)
+        second = await engine.dashboard(T, P, "gm")
         await second.wait()
-        board = await engine.view(T, P, ViewSpec("housekeepingBoard"), None)
+        board = await engine.view(T, P, ViewSpec("housekeepingBoard"))
         await board.wait()
     assert first.error is None and not first.partial and first.origin == "composed"
     assert second.origin == "composed"  # no cache: composed again, never an error

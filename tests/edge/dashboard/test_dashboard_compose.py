@@ -19,6 +19,11 @@ from tests.support.sim import SimHandle
 
 DEADLINE_S = 0.55
 SLACK_S = 0.35  # scheduling slack on a shared 2-core machine (upper bound only)
+# An overall deadline past every upstream client's own give-up time (>= 0.8 s for a hung
+# upstream), so a composition that ends early can only have been ended by its per-widget and
+# per-call deadlines (F-33): a missing one shows as a composition that runs >= 0.8 s.
+LONG_DEADLINE_S = 3.0
+WIDGET_SLACK_S = 0.25  # < 0.8 s - the slowest widget deadline (0.5 s)
 GM_UPSTREAMS = sorted({w.upstream for w in plan_for("gm").widgets})
 
 
@@ -31,7 +36,7 @@ async def engine(
 
 
 async def compose_for(
-    engine: DashboardEngine, role: str = "gm"
+    engine: DashboardEngine, role: str = "gm", deadline_s: float = DEADLINE_S
 ) -> tuple[list[WidgetResult], bool, float]:
     results: list[WidgetResult] = []
     started = trio.current_time()
@@ -41,7 +46,7 @@ async def compose_for(
         T,
         P,
         results.append,
-        deadline_s=DEADLINE_S,
+        deadline_s=deadline_s,
     )
     return results, composed.partial, trio.current_time() - started
 
@@ -80,9 +85,11 @@ async def test_each_upstream_failing_greys_out_exactly_its_widgets(
     sim: SimHandle, engine: DashboardEngine, upstream: str, mode: str
 ) -> None:
     sim.fault(upstream, mode)
-    results, partial, elapsed = await compose_for(engine)
+    results, partial, elapsed = await compose_for(engine, deadline_s=LONG_DEADLINE_S)
     assert partial
-    assert elapsed < DEADLINE_S + SLACK_S
+    # ended by the failing widgets' own deadlines (F-33), not by the far overall one
+    own_deadline = max(w.deadline_s for w in plan_for("gm").widgets if w.upstream == upstream)
+    assert elapsed < own_deadline + WIDGET_SLACK_S, elapsed
     assert sorted(r.id for r in results) == sorted(plan_for("gm").widget_ids)
     expected_down = {w.id for w in plan_for("gm").widgets if w.upstream == upstream}
     down = {r.id for r in results if not r.ok}
@@ -118,13 +125,82 @@ async def test_a_fetch_without_any_timeout_of_its_own_cannot_hold_the_compositio
     base = plan_for("maintenance")
     widgets = (*base.widgets, hung)
     plan = Plan("gm", widgets, (*base.sources, stuck), "test", frozenset(w.id for w in widgets))
+    emitted: dict[str, float] = {}
     results: list[WidgetResult] = []
     started = trio.current_time()
-    composed = await compose(plan, engine.upstreams, T, P, results.append, deadline_s=DEADLINE_S)
-    assert trio.current_time() - started < 0.3 + SLACK_S
-    assert composed.partial and composed.slowest_call_s >= 0.25
+
+    def emit(result: WidgetResult) -> None:
+        emitted[result.id] = trio.current_time() - started
+        results.append(result)
+
+    composed = await compose(plan, engine.upstreams, T, P, emit, deadline_s=LONG_DEADLINE_S)
+    elapsed = trio.current_time() - started
+    # cut off at its own 0.3 s, not at the overall deadline (3 s here)
+    assert 0.3 <= emitted["stuck.widget"] < 0.3 + WIDGET_SLACK_S, emitted
+    assert elapsed < 0.3 + WIDGET_SLACK_S, elapsed
+    assert composed.partial and 0.25 <= composed.slowest_call_s < 0.3 + WIDGET_SLACK_S
     assert {r.id for r in results if not r.ok} == {"stuck.widget"}
     assert sorted(r.id for r in results) == sorted(plan.widget_ids)
+    assert max(t for i, t in emitted.items() if i != "stuck.widget") < emitted["stuck.widget"]
+
+
+class Value(msgspec.Struct):
+    n: int
+
+
+def _source(name: str, seconds: float | None) -> Source:
+    """A call that answers after ``seconds`` (None: never)."""
+
+    async def fetch(*_: object) -> Value:
+        if seconds is None:
+            await trio.sleep_forever()
+        await trio.sleep(seconds or 0)
+        return Value(1)
+
+    return Source(name, "analytics", fetch)
+
+
+def _widget(name: str, source: Source, deadline_s: float) -> Widget:
+    return Widget(name, (source,), frozenset({"gm"}), deadline_s, lambda v, r: v[0], Value)
+
+
+async def test_the_three_nested_deadlines_on_a_virtual_clock(autojump_clock: object) -> None:
+    """F-33 exactly (Trio's virtual clock, no I/O): a widget ends at its own deadline, a call
+    shared by two widgets runs to the longer of their deadlines, and the overall deadline cuts
+    off a widget whose own deadline is later."""
+    fast, slow, never = _source("fast", 0.1), _source("slow", 0.4), _source("never", None)
+    widgets = (
+        _widget("fast.ok", fast, 0.45),
+        _widget("slow.impatient", slow, 0.3),  # gives up on the shared call at 0.3 ...
+        _widget("slow.patient", slow, 0.45),  # ... which still answers this one at 0.4
+        _widget("never.short", never, 0.2),
+        _widget("never.long", never, 5.0),  # longer than the whole composition may take
+    )
+    plan = Plan("gm", widgets, (fast, slow, never), "test", frozenset(w.id for w in widgets))
+    emitted: dict[str, tuple[float, bool]] = {}
+
+    def emit(result: WidgetResult) -> None:
+        emitted[result.id] = (trio.current_time() - started, result.ok)
+
+    started = trio.current_time()
+    with trio.fail_after(60):  # virtual seconds: a missing overall deadline fails, not hangs
+        composed = await compose(
+            plan,
+            None,  # type: ignore[arg-type]  # these sources never touch an upstream client
+            T,
+            P,
+            emit,
+            deadline_s=1.0,
+        )
+    assert trio.current_time() - started == pytest.approx(1.0)
+    assert {k: (round(t, 6), ok) for k, (t, ok) in emitted.items()} == {
+        "fast.ok": (0.1, True),
+        "never.short": (0.2, False),
+        "slow.impatient": (0.3, False),
+        "slow.patient": (0.4, True),
+        "never.long": (1.0, False),
+    }
+    assert composed.partial and composed.slowest_call_s == pytest.approx(1.0)
 
 
 def test_every_role_has_a_plan_and_a_gm_sees_more_than_a_housekeeper() -> None:

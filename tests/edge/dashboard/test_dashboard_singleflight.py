@@ -1,4 +1,4 @@
-"""Single-flight through the PropertyActor, across instances through the Redis lock, and
+"""Single-flight in the engine, across instances through the Redis lock, and
 invalidation by domain events (real actor runtime, real ledger, real Redis, real simulator)."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import msgspec
 import pytest
 import trio
 
+from actors.address import property_
 from actors.dispatch import route_domain_event
-from actors.kinds import property_
 from actors.messages import GetState
+from actors.ports import InboundEvent
 from actors.system import ActorSystem
-from edge.bus.port import InboundEvent
 from edge.dashboard.catalogue import plan_for
 from edge.dashboard.composer import WidgetResult
 from edge.dashboard.engine import DashboardEngine
@@ -53,11 +53,11 @@ def event(subject: str, tenant: str = T, prop: str = P, event_id: str = "ev-1") 
 async def test_a_hundred_cold_requests_make_one_fan_out(
     sim: SimHandle, env: tuple[DashboardEngine, ActorSystem]
 ) -> None:
-    engine, system = env
+    engine, _ = env
     flights: list[Flight[WidgetResult]] = []
 
     async def request() -> None:
-        flight = await engine.dashboard(T, P, "gm", system)
+        flight = await engine.dashboard(T, P, "gm")
         await flight.wait()
         flights.append(flight)
 
@@ -96,9 +96,9 @@ async def test_flights_per_role_and_view_are_separate(
     sim: SimHandle, env: tuple[DashboardEngine, ActorSystem]
 ) -> None:
     engine, system = env
-    gm = await engine.dashboard(T, P, "gm", system)
-    hk = await engine.dashboard(T, P, "housekeeping", system)
-    board = await engine.view(T, P, ViewSpec("housekeepingBoard"), system)
+    gm = await engine.dashboard(T, P, "gm")
+    hk = await engine.dashboard(T, P, "housekeeping")
+    board = await engine.view(T, P, ViewSpec("housekeepingBoard"))
     assert len({id(gm), id(hk), id(board)}) == 3
     for flight in (gm, hk, board):
         await flight.wait()
@@ -118,16 +118,16 @@ async def test_a_domain_event_invalidates_what_it_affects_and_hints(
     fd = engine.dashboard_ref(T, P, "front_desk")
     arrivals = engine.view_ref(T, P, ViewSpec("arrivals"))
     board = engine.view_ref(T, P, ViewSpec("maintenanceBoard"))
-    await (await engine.dashboard(T, P, "front_desk", system)).wait()
-    await (await engine.view(T, P, ViewSpec("arrivals"), system)).wait()
-    await (await engine.view(T, P, ViewSpec("maintenanceBoard"), system)).wait()
+    await (await engine.dashboard(T, P, "front_desk")).wait()
+    await (await engine.view(T, P, ViewSpec("arrivals"))).wait()
+    await (await engine.view(T, P, ViewSpec("maintenanceBoard"))).wait()
 
     async def all_cached() -> bool:
         return all([await engine.cache.get(r) is not None for r in (fd, arrivals, board)])
 
     await eventually_async(all_cached)
     hints: list[DashboardHint] = []
-    with engine.hints.subscribe(T, P) as receive:
+    with engine.hints.subscribe((T, P)) as receive:
         await route_domain_event(system, event("melmastoon.reservation.checked_in.v1"))
         hints.append(receive.receive_nowait())
     [hint] = hints
@@ -138,7 +138,7 @@ async def test_a_domain_event_invalidates_what_it_affects_and_hints(
     assert await engine.cache.get(arrivals) is None
     assert await engine.cache.get(board) is not None  # a reservation does not touch work orders
     before = reads(sim, "reservation")
-    again = await engine.dashboard(T, P, "front_desk", system)
+    again = await engine.dashboard(T, P, "front_desk")
     await again.wait()
     assert again.origin == "composed" and reads(sim, "reservation") == before + 4
 
@@ -152,11 +152,11 @@ async def test_an_event_during_a_composition_keeps_it_out_of_the_cache(
 ) -> None:
     engine, system = env
     sim.fault("housekeeping", "latency", latency_ms=150)
-    running = await engine.view(T, P, ViewSpec("housekeepingBoard"), system)
+    running = await engine.view(T, P, ViewSpec("housekeepingBoard"))
     await route_domain_event(system, event("melmastoon.housekeeping.task.created.v1"))
     await running.wait()
     assert running.error is None and running.superseded
-    fresh = await engine.view(T, P, ViewSpec("housekeepingBoard"), system)
+    fresh = await engine.view(T, P, ViewSpec("housekeepingBoard"))
     assert fresh is not running  # the superseded flight is not joined any more
     await fresh.wait()
     assert reads(sim, "housekeeping") == 2
@@ -166,13 +166,13 @@ async def test_events_of_another_tenant_or_property_touch_nothing(
     sim: SimHandle, env: tuple[DashboardEngine, ActorSystem]
 ) -> None:
     engine, system = env
-    await (await engine.dashboard(T, P, "gm", system)).wait()
+    await (await engine.dashboard(T, P, "gm")).wait()
 
     async def cached() -> bool:
         return await engine.cache.get(engine.dashboard_ref(T, P, "gm")) is not None
 
     await eventually_async(cached)
-    with engine.hints.subscribe(T, P) as receive:
+    with engine.hints.subscribe((T, P)) as receive:
         await route_domain_event(
             system, event("melmastoon.reservation.created.v1", prop="prop-demo-2")
         )
@@ -192,9 +192,9 @@ async def test_with_the_cache_tier_down_events_still_hint_and_dashboards_still_c
         running_engine(sim, dead, "dead") as engine,
         property_actors(db, engine) as (system, _),
     ):
-        flight = await engine.dashboard(T, P, "housekeeping", system)
+        flight = await engine.dashboard(T, P, "housekeeping")
         await flight.wait()
-        with engine.hints.subscribe(T, P) as receive:
+        with engine.hints.subscribe((T, P)) as receive:
             await route_domain_event(system, event("melmastoon.housekeeping.task.created.v1"))
             hint = receive.receive_nowait()
     assert not flight.partial and flight.origin == "composed"

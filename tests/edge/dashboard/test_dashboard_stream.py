@@ -15,19 +15,23 @@ import pytest
 import redis
 import trio
 
-from edge.bus.redis_streams import stream_key
 from edge.dashboard.catalogue import plan_for
 from ledger.database import Database
 from tests.support.dashboard import P, T, by_id, eventually_async, reads
 from tests.support.desktop import Desktop
 from tests.support.fixtures import REDIS_URL, ServiceFactory
 from tests.support.procs import PrivateRedis, ServiceProcess, wait_until
+from tests.support.pubsub import Bus
 from tests.support.sim import SimHandle
 
 DASHBOARD = "/bff/backoffice/v1/dashboard"
 NDJSON = {"Accept": "application/x-ndjson"}
 DEADLINE_S = 0.55
 SLACK_S = 1.0  # auth, HTTP and scheduling on a shared 2-core machine (upper bound only)
+# An overall deadline past any upstream client's own give-up time, so only the per-widget
+# deadlines can end a composition early (a missing one shows as a late widget).
+LONG_DEADLINE_S = 3.0
+HANG_SLACK_S = 0.35  # scheduling and chunk delivery, measured from the begin line
 
 
 @pytest.fixture
@@ -83,15 +87,6 @@ def check_shape(lines: list[dict[str, Any]], role: str) -> None:
         assert (w["data"] is None) == (w["status"] == "unavailable")
 
 
-def subscribed(client: redis.Redis, prefix: str, topic: str, group: str) -> bool:
-    """Whether ``group`` (an instance's subscription) exists on the embedded bus's stream."""
-    try:
-        info = client.xinfo_groups(stream_key(prefix, topic))
-    except redis.ResponseError:
-        return False
-    return group in {g["name"].decode() for g in info}
-
-
 def invalidate(prefix: str, role: str) -> None:
     """What a domain event does to the cache: bump the dashboard's generation."""
     client = redis.Redis.from_url(REDIS_URL)
@@ -104,17 +99,34 @@ def invalidate(prefix: str, role: str) -> None:
 def test_the_stream_begins_then_sends_each_widget_once_then_ends(
     sim: SimHandle, fd: Desktop
 ) -> None:
-    lines, arrived, _ = stream(fd)
+    lines, _, _ = stream(fd)
     check_shape(lines, "front_desk")
     assert lines[-1] == {"type": "end", "partial": False}
     assert all(w["status"] == "ok" for w in lines[1:-1])
-    assert arrived == sorted(arrived)
     assert by_id(lines)["rates.snapshot"]["source"] == "pricing"
     # warm: the same content from the cache, no upstream call
     calls = reads(sim, "inventory")
     again, _, _ = stream(fd)
     check_shape(again, "front_desk")
     assert by_id(again) == by_id(lines) and reads(sim, "inventory") == calls
+    # the widgets carry the simulator's (seeded) data, read here straight from its API
+    arrivals = sim.get(f"/reservation/v1/tenants/{T}/properties/{P}/arrivals")
+    rooms = sim.get(f"/property/v1/tenants/{T}/properties/{P}/rooms")["items"]
+    widgets = by_id(lines)
+    assert widgets["arrivals.summary"]["data"] == {
+        "date": arrivals["date"],
+        "expected": arrivals["total"],
+        "checkedIn": sum(r["status"] == "checked_in" for r in arrivals["items"]),
+        "pending": sum(r["status"] == "booked" for r in arrivals["items"]),
+        "vip": sum(r["guest"]["vip"] for r in arrivals["items"]),
+    }
+    assert arrivals["total"] > 0
+    room_status = widgets["rooms.status"]["data"]
+    assert (room_status["total"], room_status["outOfOrder"], room_status["occupied"]) == (
+        len(rooms),
+        sum(r["outOfOrder"] for r in rooms),
+        sum(r["occupied"] for r in rooms),
+    )
 
 
 def test_json_mode_returns_the_same_content_at_once(sim: SimHandle, gm: Desktop) -> None:
@@ -130,24 +142,41 @@ def test_json_mode_returns_the_same_content_at_once(sim: SimHandle, gm: Desktop)
 
 
 def test_each_failing_upstream_greys_only_its_widgets_and_the_stream_ends_in_time(
-    sim: SimHandle, gm: Desktop, redis_prefix: str
+    start_bff: ServiceFactory, sim: SimHandle, redis_prefix: str
 ) -> None:
-    for upstream, mode in (("pricing", "error"), ("analytics", "hang"), ("billing", "drift")):
-        sim.clear_faults()
-        sim.fault(upstream, mode)
-        invalidate(redis_prefix, "gm")
-        lines, arrived, total = stream(gm)
-        check_shape(lines, "gm")
-        assert lines[-1] == {"type": "end", "partial": True}, upstream
-        down = {w["id"] for w in lines[1:-1] if w["status"] == "unavailable"}
-        assert down == {w.id for w in plan_for("gm").widgets if w.upstream == upstream}, upstream
-        assert all(by_id(lines)[i]["source"] == upstream for i in down)
-        assert total < DEADLINE_S + SLACK_S, (upstream, mode, total)
-        if mode == "hang":  # the others did not wait for the hung one
-            ok_times = [
-                t for t, w in zip(arrived[1:-1], lines[1:-1], strict=True) if w["status"] == "ok"
-            ]
-            assert max(ok_times) < arrived[-1]
+    """F-33 per widget: with an overall deadline far away, each widget's own deadline (the
+    catalogue's) is what ends it. A hung upstream's widgets turn unavailable at their deadline,
+    not when its client gives up (analytics: 2 x 600 ms), while the others arrive at once."""
+    bff = start_bff(SIM_URL=sim.url, BFF_DASHBOARD_DEADLINE_S=str(LONG_DEADLINE_S))
+    gm = Desktop(bff.url, sim.url, "gm.demo")
+    try:
+        for upstream, mode in (("pricing", "error"), ("analytics", "hang"), ("billing", "drift")):
+            sim.clear_faults()
+            sim.fault(upstream, mode)
+            invalidate(redis_prefix, "gm")
+            lines, arrived, total = stream(gm)
+            check_shape(lines, "gm")
+            assert lines[-1] == {"type": "end", "partial": True}, upstream
+            widgets = plan_for("gm").widgets
+            down = {w["id"] for w in lines[1:-1] if w["status"] == "unavailable"}
+            assert down == {w.id for w in widgets if w.upstream == upstream}, upstream
+            assert all(by_id(lines)[i]["source"] == upstream for i in down)
+            own_deadline = max(w.deadline_s for w in widgets if w.upstream == upstream)
+            assert total < own_deadline + SLACK_S, (upstream, mode, total)
+            if mode == "hang":
+                began = arrived[0]  # the begin line leaves before the composition starts
+                times = dict(zip((w["id"] for w in lines[1:-1]), arrived[1:-1], strict=True))
+                ok_times = [t for i, t in times.items() if i not in down]
+                down_times = [times[i] for i in down]
+                # the others did not wait for the hung one
+                assert max(ok_times) < min(down_times), (ok_times, down_times)
+                # the hung widgets waited for their own deadline (0.5 s), and no longer
+                assert min(down_times) - began >= own_deadline - 0.1, (began, down_times)
+                assert max(down_times) - began < own_deadline + HANG_SLACK_S, (began, down_times)
+                # and the stream ended with them: nothing waited for the hung call
+                assert arrived[-1] - began < own_deadline + HANG_SLACK_S, (began, arrived[-1])
+    finally:
+        gm.close()
 
 
 async def test_a_hundred_concurrent_cold_requests_make_one_upstream_fan_out(
@@ -262,26 +291,21 @@ def test_first_byte_comes_before_the_composition(sim: SimHandle, fd: Desktop) ->
 
 
 def test_a_domain_event_on_the_bus_invalidates_the_cached_dashboard(
-    start_sim: Callable[..., SimHandle], start_bff: ServiceFactory, redis_prefix: str
+    start_sim: Callable[..., SimHandle], start_bff: ServiceFactory, bus: Bus
 ) -> None:
-    """Simulator → embedded bus → this BFF's subscriber → PropertyActor → cache voided."""
+    """Simulator → bus (embedded or Pub/Sub) → this BFF's subscriber → PropertyActor → cache
+    voided."""
     sim = start_sim(
-        SIM_BUS="auto",
-        BFF_BUS="embedded",
-        PUBSUB_EMULATOR_HOST="",
-        BFF_REDIS_SESSION_URL=REDIS_URL,
-        BFF_REDIS_PREFIX=redis_prefix,
+        SIM_BUS="auto", BFF_REDIS_SESSION_URL=REDIS_URL, BFF_REDIS_PREFIX=bus.prefix, **bus.env
     )
-    bff = start_bff(SIM_URL=sim.url, BFF_INSTANCE_ID="dash-1")
+    bff = start_bff(SIM_URL=sim.url, BFF_INSTANCE_ID="dash-1", **bus.env)
+    bus.assert_serves(bff)
     client = redis.Redis.from_url(REDIS_URL)
     desk = Desktop(bff.url, sim.url, "fd.demo")
     try:
-        topic = "melmastoon.reservation"
-        wait_until(
-            lambda: subscribed(client, redis_prefix, topic, "bff:dash-1"), 15, "the subscription"
-        )
+        bus.wait_subscribed("dash-1", "melmastoon.reservation")
         first, _, _ = stream(desk)
-        entry = f"{redis_prefix}:{T}:property:{P}:cache:dashboard:front_desk"
+        entry = f"{bus.prefix}:{T}:property:{P}:cache:dashboard:front_desk"
         wait_until(lambda: bool(client.exists(entry)), 5, "the dashboard to be cached")
         calls = reads(sim, "reservation")
         cached, _, _ = stream(desk)
@@ -293,7 +317,7 @@ def test_a_domain_event_on_the_bus_invalidates_the_cached_dashboard(
                 "data": {"tenantId": T, "propertyId": P, "reservationId": "rsv-x"},
             },
         )
-        wait_until(lambda: not client.exists(entry), 10, "the event to void the entry")
+        wait_until(lambda: not client.exists(entry), 15, "the event to void the entry")
         again, _, _ = stream(desk)
         check_shape(again, "front_desk")
         assert reads(sim, "reservation") == calls + 4

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import msgspec
+import pytest
 import trio
 import trio.testing
 
@@ -124,9 +125,25 @@ async def test_a_late_follower_gets_everything_once_then_the_rest_live() -> None
 
 
 async def test_done_flights_replay_at_once() -> None:
+    """A cache hit is a flight that is already over: a follower gets every item with its first
+    read and then the end, without ever waiting; nothing can be added and the outcome stands."""
     stamp = datetime(2026, 11, 21, tzinfo=UTC).timestamp()
-    flight = Flight.done("view:today", [b"x"], partial=True, origin="cache", generated_at=stamp)
-    assert flight.finished and flight.partial and flight.generated_at == stamp
+    flight = Flight.done(
+        "view:today", [b"a", b"b"], partial=True, origin="cache", generated_at=stamp
+    )
+    first: list[bytes] | None = None
+    rest: list[bytes] | None = None
+    with trio.CancelScope() as scope:
+        scope.cancel()  # any wait (a checkpoint) in here raises Cancelled at once
+        first = await flight.next_items(0)
+        rest = await flight.next_items(len(first))
+        await flight.wait()
+    assert not scope.cancelled_caught, "a follower of a finished flight waited"
+    assert (first, rest) == ([b"a", b"b"], [])
+    with pytest.raises(RuntimeError, match="already finished"):
+        flight.add(b"c")
+    flight.finish(partial=False, generated_at=stamp + 60)  # the first outcome stands
+    assert (flight.partial, flight.generated_at, flight.items) == (True, stamp, [b"a", b"b"])
 
 
 def test_event_effects() -> None:

@@ -35,7 +35,7 @@ async def engine(
 
 
 async def view(engine: DashboardEngine, name: WorkbenchView, **kw: Any) -> Flight[bytes]:
-    flight = await engine.view(T, P, ViewSpec(name, **kw), None)
+    flight = await engine.view(T, P, ViewSpec(name, **kw))
     await flight.wait()
     return flight
 

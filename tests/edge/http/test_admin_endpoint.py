@@ -4,17 +4,20 @@ up."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
 import trio
 
-from actors.device import SESSION_OPENED
 from ledger.appendlog import Ledger
 from ledger.database import Database
 from ledger.model import NewEvent
+from schemas.actor_events import SESSION_OPENED
 from tests.support.fixtures import ServiceFactory
 from tests.support.procs import free_port, wait_until
+
+ROUNDING = 0.002  # the admin endpoint rounds ages to milliseconds
 
 
 def listening_addresses(port: int) -> list[str]:
@@ -52,6 +55,7 @@ def test_admin_lists_asks_and_kills_actors(start_bff: ServiceFactory) -> None:
     admin_port = free_port()
     start_bff(BFF_ADMIN_PORT=str(admin_port))
     admin = f"http://127.0.0.1:{admin_port}"
+    first_message_at = time.monotonic()  # d1 is activated by its first message, after this
     for n in range(3):
         assert heartbeat(admin, "d1", f"c{n}").json()["reply"]["heartbeatCount"] == n + 1
     assert heartbeat(admin, "d2", "c0").status_code == 200
@@ -66,14 +70,17 @@ def test_admin_lists_asks_and_kills_actors(start_bff: ServiceFactory) -> None:
     ).json()["reply"]
 
     listing = httpx.get(f"{admin}/admin/actors", timeout=5).json()
+    listed_at = time.monotonic()
     assert (listing["count"], listing["failed"]) == (3, 0)
     d1 = next(a for a in listing["actors"] if a["id"] == "d1")
     assert d1["kind"] == "device" and d1["tenant"] == "tnt-a" and d1["status"] == "running"
     assert d1["mailboxDepth"] == 0 and d1["restarts"] == 0 and d1["processed"] == 4
-    assert d1["ageSeconds"] >= 0
+    # the age counts from d1's activation (during this test), in seconds
+    assert 0 < d1["ageSeconds"] <= listed_at - first_message_at + ROUNDING
     only_props = httpx.get(f"{admin}/admin/actors", params={"kind": "property"}, timeout=5).json()
     assert [a["id"] for a in only_props["actors"]] == ["p1"]
 
+    killed_at = time.monotonic()
     killed = httpx.post(
         f"{admin}/admin/actors/kill",
         json={"kind": "device", "tenant": "tnt-a", "ids": ["d1", "nope"]},
@@ -87,6 +94,13 @@ def test_admin_lists_asks_and_kills_actors(start_bff: ServiceFactory) -> None:
         return bool(d1["restarts"] == 1 and d1["status"] == "running")
 
     wait_until(restarted, 10, "d1 to restart")
+    actors = httpx.get(f"{admin}/admin/actors", params={"kind": "device"}, timeout=5).json()
+    checked_at = time.monotonic()
+    again = next(a for a in actors["actors"] if a["id"] == "d1")
+    # a restart is not a new activation: the age runs on, the time since restart starts over
+    assert again["ageSeconds"] >= d1["ageSeconds"] + (killed_at - listed_at) - ROUNDING
+    assert again["sinceRestartSeconds"] <= checked_at - killed_at + ROUNDING
+    assert again["sinceRestartSeconds"] < again["ageSeconds"]
     state_after = httpx.post(
         f"{admin}/admin/actors/device/tnt-a/d1/ask", json={"type": "getState"}, timeout=5
     ).json()["reply"]

@@ -3,6 +3,7 @@
 The test stops private Redis/Postgres servers it started itself, never the machine's shared ones.
 """
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import httpx
 import pytest
 
 from tests.support.fixtures import ServiceFactory
-from tests.support.procs import PrivatePostgres, PrivateRedis, wait_until
+from tests.support.procs import PrivatePostgres, PrivateRedis, SilentServer, wait_until
 
 
 def _ready(url: str) -> tuple[int, dict[str, Any]]:
@@ -97,3 +98,42 @@ def test_metrics_show_dependency_state(start_bff: ServiceFactory) -> None:
     _wait_status(bff.url, 200)
     text = httpx.get(f"{bff.url}/metrics").text
     assert 'bff_dependency_up{dependency="postgres"} 1.0' in text
+
+
+HUNG_TIMEOUT_S = 1.0
+HUNG_SLACK_S = 0.75  # HTTP and scheduling on a shared machine (upper bound only)
+
+
+@pytest.mark.parametrize(
+    ("variable", "scheme", "name", "required"),
+    [
+        ("BFF_REDIS_SESSION_URL", "redis", "redisSession", True),
+        ("BFF_REDIS_CACHE_URL", "redis", "redisCache", False),
+        ("BFF_DATABASE_URL", "postgresql", "postgres", True),
+    ],
+    ids=["session-tier", "cache-tier", "postgres"],
+)
+def test_a_hanging_dependency_is_named_within_the_dependency_timeout(
+    start_bff: ServiceFactory, variable: str, scheme: str, name: str, required: bool
+) -> None:
+    """A dependency that accepts connections and never answers (no refusal to react to) must
+    not hold readiness up: /health/ready answers within BFF_DEPENDENCY_TIMEOUT_S and names it
+    (down when the service cannot run without it, reported either way)."""
+    with SilentServer() as silent:
+        bff = start_bff(
+            **{variable: silent.url(scheme)}, BFF_DEPENDENCY_TIMEOUT_S=str(HUNG_TIMEOUT_S)
+        )
+        for attempt in range(2):  # a first connection, then again with the first one hung
+            started = time.monotonic()
+            response = httpx.get(f"{bff.url}/health/ready", timeout=30)
+            elapsed = time.monotonic() - started
+            assert elapsed < HUNG_TIMEOUT_S + HUNG_SLACK_S, (attempt, elapsed)
+            body = response.json()
+            failing = {check for check, result in body["checks"].items() if not result["ok"]}
+            assert failing == {name}, body
+            assert body["checks"][name]["detail"], body
+            if required:
+                assert response.status_code == 503 and body["down"] == [name], body
+            else:
+                assert response.status_code == 200 and body["down"] == [], body
+        assert silent.accepted  # it did connect: it is the answer that never came

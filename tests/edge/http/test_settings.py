@@ -1,11 +1,23 @@
 """Settings: defaults, and a wrong value stops start-up with one line naming the variable."""
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from edge.settings import ENV_NAMES, Settings, SettingsError, load_settings
+from edge.settings import (
+    ENV_NAMES,
+    UNPREFIXED,
+    Settings,
+    SettingsError,
+    load_settings,
+    markdown_table,
+    variables,
+)
+
+README = Path(__file__).resolve().parents[3] / "README.md"
 
 
 def test_defaults_need_no_environment() -> None:
@@ -14,9 +26,21 @@ def test_defaults_need_no_environment() -> None:
     assert settings.bus_kind == "embedded"
 
 
-def test_every_field_has_one_variable() -> None:
+def test_every_field_has_one_documented_variable() -> None:
     assert set(ENV_NAMES) == set(Settings.__struct_fields__)
     assert len(set(ENV_NAMES.values())) == len(ENV_NAMES)
+    assert {"PORT", "SIM_URL", "PUBSUB_EMULATOR_HOST"} == {n.upper() for n in UNPREFIXED}
+    assert all(
+        name.startswith("BFF_") for field, name in ENV_NAMES.items() if field not in UNPREFIXED
+    )
+    undocumented = [v.name for v in variables() if not v.meaning]
+    assert not undocumented, f"fields without Meta(description=...): {undocumented}"
+
+
+def test_variable_name_is_derived_from_the_field() -> None:
+    settings = load_settings({"BFF_DASHBOARD_PARTIAL_TTL_S": "7", "SIM_URL": "http://sim:1"})
+    assert settings.dashboard_partial_ttl_s == 7.0
+    assert settings.sim_url == "http://sim:1"
 
 
 @pytest.mark.parametrize(
@@ -54,9 +78,35 @@ def test_process_refuses_to_start_with_one_clear_line() -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_readme_documents_every_variable() -> None:
-    from pathlib import Path
+def _readme_table() -> list[str]:
+    """The README's settings table: from its header row to the first line that is not a row."""
+    lines = README.read_text().splitlines()
+    start = lines.index("| variable | default | meaning |")
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return lines[start:end]
 
-    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
-    missing = [name for name in ENV_NAMES.values() if f"`{name}`" not in readme]
-    assert not missing, f"README settings table lacks {missing}"
+
+def test_readme_table_is_generated_from_the_settings() -> None:
+    documented = _readme_table()
+    names = {n for row in documented for n in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split("|")[1])}
+    assert names == set(ENV_NAMES.values()), (
+        f"README § Settings: missing {sorted(set(ENV_NAMES.values()) - names)}, "
+        f"unknown {sorted(names - set(ENV_NAMES.values()))}"
+    )
+    stale = sorted(set(documented) ^ set(markdown_table().splitlines()))
+    assert documented == markdown_table().splitlines(), (
+        "README § Settings disagrees with edge/settings.py (defaults or meanings) in these rows; "
+        "replace the table with the output of `python -m edge.settings --markdown`:\n"
+        + "\n".join(stale)
+    )
+
+
+def test_markdown_command_prints_the_table() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "edge.settings", "--markdown"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout == markdown_table()

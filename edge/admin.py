@@ -19,14 +19,15 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from actors.address import ActorAddress, Name
-from actors.errors import ActorError, UnknownKind, WrongMessage, error_code
+from actors.address import ActorAddress
+from actors.errors import ActorError, UnknownKind, WrongMessage
 from actors.system import ActorInfo, ActorSystem
 from edge.api import Api, decode_body, decode_query, validation_message
 from edge.asgi import ShieldFinalSend
-from edge.errors import ApiError, Code, code_for_status, envelope_bytes
+from edge.errors import ApiError, Code, code_for_actor_error, code_for_status, envelope_bytes
+from schemas.identifiers import Identifier
 
-log = logging.getLogger("bff.actors.admin")
+log = logging.getLogger("bff.admin")
 JSON = "application/json; charset=utf-8"
 ADMIN_HOST = "127.0.0.1"  # never configurable: the admin surface is not for the network
 
@@ -64,7 +65,7 @@ class KillRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     kind: str | None = None
     tenant: str | None = None
-    ids: list[Name] | None = None
+    ids: list[Identifier] | None = None
     count: Annotated[int, msgspec.Meta(ge=1)] | None = None
     all: bool = False
 
@@ -194,7 +195,7 @@ def create_admin_app(system: ActorSystem) -> QuartTrio:
 
     @app.errorhandler(ActorError)
     async def actor_error(exc: ActorError) -> Response:
-        return _error(error_code(exc), str(exc))
+        return _error(code_for_actor_error(exc), str(exc))
 
     @app.errorhandler(UnknownKind)
     async def unknown_kind(exc: UnknownKind) -> Response:

@@ -1,0 +1,51 @@
+"""The in-memory ports an actor system runs on in the core's own tests (``actors/testing.py``),
+with switches for a Postgres and a Redis outage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from actors.device import DeviceDeps, device_kind
+from actors.kind import ActorKind
+from actors.notices import NoticeHub
+from actors.property import property_kind
+from actors.testing import (
+    MemoryDeviceStatus,
+    MemoryEventLog,
+    MemoryPropertyViews,
+    MemorySessionTier,
+    MemorySyncCursors,
+    Outage,
+)
+
+
+@dataclass
+class World:
+    """The ports an actor system runs on; ``postgres`` and ``redis`` switch outages."""
+
+    postgres: Outage = field(default_factory=Outage)
+    redis: Outage = field(default_factory=Outage)
+    ledger: MemoryEventLog = field(init=False)
+    sessions: MemorySessionTier = field(init=False)
+    cursors: MemorySyncCursors = field(init=False)
+    status: MemoryDeviceStatus = field(init=False)
+    views: MemoryPropertyViews = field(init=False)
+    notices: NoticeHub = field(default_factory=NoticeHub)
+
+    def __post_init__(self) -> None:
+        self.ledger = MemoryEventLog(self.postgres)
+        self.status = MemoryDeviceStatus(self.postgres)
+        self.sessions = MemorySessionTier(self.redis)
+        self.cursors = MemorySyncCursors(self.redis)
+        self.views = MemoryPropertyViews(outage=self.redis)
+
+    def kinds(self) -> list[ActorKind]:
+        deps = DeviceDeps(
+            log=self.ledger,
+            sessions=self.sessions,
+            cursors=self.cursors,
+            status=self.status,
+            notices=self.notices,
+            heartbeat_sample_rate=1.0,
+        )
+        return [device_kind(deps), property_kind(self.ledger, self.views)]
