@@ -11,6 +11,7 @@ marker (session tier, shared by every instance) and the sync cursor (cache tier)
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,13 +35,14 @@ from schemas.actor_events import (
     SessionClosed,
     SessionOpened,
 )
-from schemas.identifiers import Identifier
+from schemas.identifiers import IDENTIFIER_PATTERN, Identifier
 from schemas.sessions import BackofficeSession
 
 log = logging.getLogger("bff.actors.device")
 
 SESSION_REVOKED = "melmastoon.iam.session.revoked.v1"
 USER_DISABLED = "melmastoon.iam.user.disabled.v1"
+REVOCATIONS = (SESSION_REVOKED, USER_DISABLED)
 RECENT_SESSIONS = 16
 HEARTBEAT_IDS = uuid.UUID("6f1c5d2e-9a43-4d2b-8c7e-0b5a3f1e2d4c")  # namespace of telemetry ids
 
@@ -154,15 +156,80 @@ def decide_close(state: DeviceState, command: CloseSession) -> list[Pending]:
     return [Pending(SESSION_CLOSED, event)]
 
 
-class RevokedEvent(msgspec.Struct, frozen=True, rename="camel"):
-    """``iam.session.revoked.v1`` / ``iam.user.disabled.v1`` data (fields used here)."""
-
-    session_id: str | None = None
-    operator_id: str | None = None
-    reason: str | None = None
+# --- revocations (iam) -----------------------------------------------------------------------
 
 
-_revoked = msgspec.json.Decoder(RevokedEvent)
+class _RevocationFields(msgspec.Struct, frozen=True, rename="camel"):
+    """The fields of a revocation's data, decoded leniently: each is checked on its own, so
+    one malformed field never hides the others (a revocation must not fail open)."""
+
+    tenant_id: object = None
+    session_id: object = None
+    session_ids: object = None
+    operator_id: object = None
+    device_id: object = None
+    device_ids: object = None
+    property_id: object = None
+    reason: object = None
+
+
+_revocation_fields = msgspec.json.Decoder(_RevocationFields)
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
+
+
+def _identifier(value: object) -> str | None:
+    if isinstance(value, str) and len(value) <= 128 and _IDENTIFIER.fullmatch(value):
+        return value
+    return None
+
+
+class Revocation(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``iam.session.revoked.v1`` / ``iam.user.disabled.v1`` ask of this service.
+
+    ``session_ids`` are the well-formed session ids the event names (``sessionId``;
+    ``sessionIds`` for ``user.disabled``); ``malformed`` counts the ones that were not. The
+    other fields are hints, ``None`` when missing or malformed.
+    """
+
+    subject: str
+    foreign: bool  # the data names another tenant than the one it was delivered for
+    session_ids: tuple[str, ...]
+    malformed: int
+    disabled_operator: str | None  # user.disabled: the operator whose sessions all end
+    device_ids: tuple[str, ...]  # the devices iam names (a hint: the session tier knows better)
+    property_id: str | None
+    reason: str
+
+
+def read_revocation(subject: str, tenant: str, data: bytes) -> Revocation | None:
+    """The revocation an event delivered for ``tenant`` asks for, or ``None`` when ``subject``
+    is not a revocation. Never raises: unreadable data is a revocation of nothing."""
+    if subject not in REVOCATIONS:
+        return None
+    try:
+        fields = _revocation_fields.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        fields = _RevocationFields()
+    if subject == USER_DISABLED:
+        named = fields.session_ids if isinstance(fields.session_ids, list) else []
+        devices = fields.device_ids if isinstance(fields.device_ids, list) else []
+        reason = "user_disabled"
+    else:
+        named = [] if fields.session_id is None else [fields.session_id]
+        devices = [fields.device_id]
+        given = fields.reason
+        reason = given if isinstance(given, str) and 0 < len(given) <= 40 else "revoked"
+    session_ids = tuple(dict.fromkeys(s for s in map(_identifier, named) if s is not None))
+    return Revocation(
+        subject=subject,
+        foreign=fields.tenant_id is not None and fields.tenant_id != tenant,
+        session_ids=session_ids,
+        malformed=len(named) - sum(1 for s in named if _identifier(s) is not None),
+        disabled_operator=_identifier(fields.operator_id) if subject == USER_DISABLED else None,
+        device_ids=tuple(dict.fromkeys(d for d in map(_identifier, devices) if d is not None)),
+        property_id=_identifier(fields.property_id),
+        reason=reason,
+    )
 
 
 # --- the actor -----------------------------------------------------------------------------
@@ -292,7 +359,12 @@ class DeviceActor(EventSourced[DeviceState]):
         return SessionAck(session_id=command.session_id, changed=changed)
 
     async def _close(self, session_id: str, reason: str) -> SessionAck:
-        """Revoke everywhere first (Redis marker), then record; tell the device's streams."""
+        """Revoke everywhere first (Redis marker), then record; tell the device's streams.
+
+        The streams hear it when this call recorded the close, and also when the session was
+        this device's own in this process (another instance may have recorded it first, but
+        the desktop's stream may be connected here)."""
+        held = session_id in (self.state.session_id, self.state.session_ref)
         await self._deps.sessions.close(self.address.tenant, session_id, self.address.id)
         changed = await self.execute(
             lambda state: decide_close(state, CloseSession(session_id=session_id, reason=reason)),
@@ -301,23 +373,35 @@ class DeviceActor(EventSourced[DeviceState]):
         )
         if self.state.session_ref == session_id:
             self.state = msgspec.structs.replace(self.state, session_ref=None)
-        if changed:
+        if changed or held:
             self._deps.notices.publish((self.address.tenant, self.address.id), _ended(reason))
         return SessionAck(session_id=session_id, changed=changed)
 
     async def _domain_event(self, event: DomainEvent) -> Handled:
-        if event.subject not in (SESSION_REVOKED, USER_DISABLED):
+        """A revocation reaching this device (the router already marked its sessions revoked
+        and told each session's holder to close it): close the device's current session if
+        the event names it, or — ``user.disabled`` — if it is the disabled operator's. Never
+        another operator's: on a shared desk the device's current session may be anyone's."""
+        revocation = read_revocation(event.subject, self.address.tenant, event.data)
+        if revocation is None or revocation.foreign:
             return Handled(acted=False)
-        data = _revoked.decode(event.data)
-        if event.subject == SESSION_REVOKED and data.session_id:
-            target = data.session_id
-        else:
-            target = self.state.session_id or self.state.session_ref or ""
-        if not target:
-            return Handled(acted=False)
-        reason = "user_disabled" if event.subject == USER_DISABLED else (data.reason or "revoked")
-        ack = await self._close(target, reason)
-        return Handled(acted=ack.changed)
+        await self.catch_up()  # another instance may have opened or closed sessions here
+        state = self.state
+        targets: list[str] = []
+        for sid in (state.session_id, state.session_ref):
+            if sid is None or sid in targets:
+                continue
+            owned = (
+                sid == state.session_id
+                and revocation.disabled_operator is not None
+                and state.operator_id == revocation.disabled_operator
+            )
+            if owned or sid in revocation.session_ids:
+                targets.append(sid)
+        acted = False
+        for sid in targets:
+            acted = (await self._close(sid, revocation.reason)).changed or acted
+        return Handled(acted=acted)
 
 
 def _ended(reason: str) -> Notice:

@@ -5,6 +5,9 @@ The subscriber calls :func:`route_domain_event` and acks only after it returns, 
 event is redelivered. An event routes by its tenant plus ``deviceId`` and/or ``propertyId`` in
 its data; an event naming neither, or naming another tenant than it was delivered for, is
 irrelevant here and returns without effect.
+
+iam's revocations (``iam.session.revoked.v1``, ``iam.user.disabled.v1``) route by the sessions
+they name, not by a device: see :func:`_route_revocation`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 import msgspec
 
 from actors.address import device, property_
+from actors.device import REVOCATIONS, USER_DISABLED, CloseSession, Revocation, read_revocation
 from actors.messages import DomainEvent
 from actors.ports import InboundEvent, SessionTier
 from actors.system import ActorSystem
@@ -28,10 +32,6 @@ class EventRefs(msgspec.Struct, frozen=True, rename="camel"):
     tenant_id: str | None = None
     device_id: Identifier | None = None
     property_id: Identifier | None = None
-    operator_id: Identifier | None = None
-
-
-USER_DISABLED = "melmastoon.iam.user.disabled.v1"
 
 
 _refs = msgspec.json.Decoder(EventRefs)
@@ -46,9 +46,14 @@ async def route_domain_event(
 ) -> None:
     """Deliver ``event`` to its DeviceActor and/or PropertyActor and wait until handled.
 
-    ``iam.user.disabled.v1`` names an operator, not a device: it goes to every device the
-    operator has a session on (the session tier's operator index, via ``sessions``).
+    Revocations need ``sessions`` (the session tier), which they write before any actor hears
+    of them.
     """
+    if event.subject in REVOCATIONS:
+        if sessions is None:
+            raise ValueError(f"{event.subject} is routed through the session tier")
+        await _route_revocation(system, event, sessions, timeout)
+        return
     try:
         refs = _refs.decode(event.data)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -66,13 +71,77 @@ async def route_domain_event(
     targets = []
     if refs.device_id is not None:
         targets.append(device(event.tenant, refs.device_id))
-    elif event.subject == USER_DISABLED and refs.operator_id and sessions is not None:
-        for device_id in await sessions.devices_of(event.tenant, refs.operator_id):
-            targets.append(device(event.tenant, device_id))
     if refs.property_id is not None:
         targets.append(property_(event.tenant, refs.property_id))
     for target in targets:
         await system.ask(target, message, timeout=timeout)
+
+
+async def _route_revocation(
+    system: ActorSystem, event: InboundEvent, sessions: SessionTier, timeout: float | None
+) -> None:
+    """Revoke exactly the sessions the event names, then tell the devices.
+
+    1. Each named ``(tenant, sessionId)`` is marked revoked in the session tier first — every
+       instance's auth chain rejects it from then on, whatever happens next — and the tier
+       answers which device holds it (``SessionTier.revoke``).
+    2. That device is asked to close it (``CloseSession``: ``session.closed.v1`` in its stream,
+       the force-logout on its streams).
+    3. The devices the event names when the tier did not know the holder and, for
+       ``user.disabled``, the operator's devices (the session tier's index) get the event:
+       each closes its current session only if the event names it or it is the disabled
+       operator's — never another operator's session on a shared device.
+
+    Fields are read one by one (:func:`~actors.device.read_revocation`): a malformed
+    ``deviceId`` (or any other hint) never stops the revocation; a missing or malformed session
+    id is the one thing that cannot be revoked — logged and counted, and the event is acked.
+    """
+    revocation = read_revocation(event.subject, event.tenant, event.data)
+    if revocation is None:  # not a revocation subject
+        return
+    if revocation.foreign:
+        log.warning(
+            "domain event tenant mismatch; ignored",
+            extra={"eventId": event.event_id, "subject": event.subject},
+        )
+        return
+    _count_dropped(system, event, revocation)
+    if event.subject != USER_DISABLED and not revocation.session_ids:
+        return
+    holders: dict[str, str] = {}
+    for sid in revocation.session_ids:
+        holder = await sessions.revoke(event.tenant, sid)
+        if holder is not None:
+            holders[sid] = holder
+    recipients: list[str] = []
+    if event.subject == USER_DISABLED:
+        if revocation.disabled_operator is not None:
+            operator = revocation.disabled_operator
+            recipients += await sessions.devices_of(event.tenant, operator)
+        recipients += revocation.device_ids
+    elif not holders:
+        recipients += revocation.device_ids
+    for sid, holder in holders.items():
+        close = CloseSession(session_id=sid, reason=revocation.reason)
+        await system.ask(device(event.tenant, holder), close, timeout=timeout)
+    message = DomainEvent(subject=event.subject, event_id=event.event_id, data=event.data)
+    for device_id in dict.fromkeys(recipients):
+        await system.ask(device(event.tenant, device_id), message, timeout=timeout)
+    if revocation.property_id is not None:
+        await system.ask(property_(event.tenant, revocation.property_id), message, timeout=timeout)
+
+
+def _count_dropped(system: ActorSystem, event: InboundEvent, revocation: Revocation) -> None:
+    """Log and count the session ids a revocation could not revoke (missing or malformed)."""
+    missing = 1 if event.subject != USER_DISABLED and not revocation.session_ids else 0
+    dropped = max(revocation.malformed, missing)
+    if not dropped:
+        return
+    log.error(
+        "revocation names a missing or malformed session id: that one is not revoked",
+        extra={"eventId": event.event_id, "subject": event.subject, "dropped": dropped},
+    )
+    system.metrics.revocations_dropped.labels(event.subject).inc(dropped)
 
 
 class DomainEventRouter:

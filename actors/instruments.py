@@ -63,3 +63,9 @@ class ActorInstruments:
             ["kind"],
             registry=r,
         )
+        self.revocations_dropped = Counter(
+            "bff_revocations_dropped",
+            "Session ids in iam revocation events that were missing or malformed (not revoked)",
+            ["subject"],
+            registry=r,
+        )

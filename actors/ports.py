@@ -58,7 +58,16 @@ class SessionTier(Protocol):
         ...
 
     async def close(self, tenant: str, session_id: str, device_id: str) -> None:
-        """Mark the session revoked for every instance, then forget it."""
+        """Mark the session revoked for every instance (remembering ``device_id`` as its
+        holder), then forget it: its blob, the device's current-session reference if it is
+        this session, and the device in its operator's index unless the device's current
+        session is still that operator's."""
+        ...
+
+    async def revoke(self, tenant: str, session_id: str) -> str | None:
+        """Mark the session revoked for every instance — first, from ``(tenant, session_id)``
+        alone — then return the device holding it (from its blob, or from the marker a close
+        left), or ``None`` when the tier never knew it. Idempotent."""
         ...
 
     async def current(self, tenant: str, device_id: str) -> str | None:
@@ -66,7 +75,9 @@ class SessionTier(Protocol):
         ...
 
     async def devices_of(self, tenant: str, operator_id: str) -> list[str]:
-        """The devices the operator has (or had) sessions on."""
+        """The devices the operator has sessions on (a device leaves the index when the
+        operator's session there closes; it may linger while another operator's session
+        replaced it, so a caller checks whose session a device holds)."""
         ...
 
 

@@ -174,6 +174,11 @@ class ActorSystem:
 
     # --- introspection and control ----------------------------------------------------------
 
+    @property
+    def metrics(self) -> ActorInstruments:
+        """The runtime's instruments (routing counts what it drops on them)."""
+        return self._metrics
+
     def actors(self, *, kind: str | None = None, tenant: str | None = None) -> list[ActorInfo]:
         now = trio.current_time()
         return [
@@ -199,9 +204,12 @@ class ActorSystem:
         failed = self.failed()
         if not failed:
             return DependencyCheck(ok=True)
-        shown = ", ".join(str(a) for a in failed[:5])
-        more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
-        return DependencyCheck(ok=False, detail=f"supervisor gave up: {shown}{more}")
+        # Public (``/health/ready``): a count, never addresses (they hold tenant and device ids);
+        # which actors and why is logged when their supervisor gives up, and on the admin port.
+        return DependencyCheck(
+            ok=False,
+            detail=f"supervisor gave up on {len(failed)} actor(s) (see the log or the admin port)",
+        )
 
     def kill(self, address: ActorAddress, reason: str = "killed via admin") -> bool:
         """Crash one actor (its supervisor restarts it). Killing a failed actor clears it, so

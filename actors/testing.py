@@ -108,12 +108,14 @@ def _recorded(event: NewEvent, result: AppendResult) -> RecordedEvent:
 
 
 class MemorySessionTier:
-    """The ``SessionTier`` port, with the revocation markers every instance would read."""
+    """The ``SessionTier`` port, with the revocation markers every instance would read (and
+    the device each marker remembers as the session's holder, as the Redis adapter does)."""
 
     def __init__(self, outage: Outage | None = None) -> None:
         self.outage = outage or Outage()
         self.sessions: dict[tuple[str, str], BackofficeSession] = {}
         self.revoked: set[tuple[str, str]] = set()
+        self.holders: dict[tuple[str, str], str] = {}  # revoked session → its device
         self.device_session: dict[tuple[str, str], str] = {}
         self.operator_devices: dict[tuple[str, str], set[str]] = {}
 
@@ -132,9 +134,25 @@ class MemorySessionTier:
         await trio.lowlevel.checkpoint()
         self._check()
         self.revoked.add((tenant, session_id))
-        self.sessions.pop((tenant, session_id), None)
+        self.holders[(tenant, session_id)] = device_id
+        closed = self.sessions.pop((tenant, session_id), None)
         if self.device_session.get((tenant, device_id)) == session_id:
             del self.device_session[(tenant, device_id)]
+        if closed is None:
+            return
+        current = self.device_session.get((tenant, device_id))
+        holder = self.sessions.get((tenant, current)) if current else None
+        if holder is None or holder.operator_id != closed.operator_id:
+            self.operator_devices.get((tenant, closed.operator_id), set()).discard(device_id)
+
+    async def revoke(self, tenant: str, session_id: str) -> str | None:
+        await trio.lowlevel.checkpoint()
+        self._check()
+        self.revoked.add((tenant, session_id))
+        session = self.sessions.get((tenant, session_id))
+        if session is not None:
+            self.holders.setdefault((tenant, session_id), session.device_id)
+        return self.holders.get((tenant, session_id))
 
     async def current(self, tenant: str, device_id: str) -> str | None:
         await trio.lowlevel.checkpoint()

@@ -3,7 +3,15 @@
 It is a separate tiny app on ``BFF_ADMIN_PORT`` (never mounted on the public port): list live
 actors with mailbox depth, restarts and age; kill one or many (a kill is a crash: the supervisor
 restarts the actor, which rehydrates); and send a message to one actor, which the chaos tool
-uses to drive load during a kill drill.
+uses to drive load during a kill drill. Off by default in production mode (``BFF_ADMIN``).
+
+It has no authentication: being bound to loopback is what guards it, so it also refuses what a
+developer's browser could be made to send it from a web page. A request whose ``Host`` is not
+this port on a loopback name (``127.0.0.1``, ``localhost``, ``[::1]``) is refused with 421
+``MISDIRECTED_REQUEST`` (DNS rebinding: a page on ``evil.example`` whose name now resolves to
+127.0.0.1), and a ``POST`` that is not ``Content-Type: application/json`` with 415
+``UNSUPPORTED_MEDIA_TYPE`` (a cross-site form or ``text/plain`` fetch needs no CORS preflight;
+``application/json`` does, and this server answers no preflight).
 """
 
 from __future__ import annotations
@@ -22,14 +30,17 @@ from werkzeug.exceptions import HTTPException
 from actors.address import ActorAddress
 from actors.errors import ActorError, UnknownKind, WrongMessage
 from actors.system import ActorInfo, ActorSystem
-from edge.api import Api, decode_body, decode_query, validation_message
-from edge.asgi import ShieldFinalSend
+from edge.api import Api, decode_body, decode_query
+from edge.asgi import BodyDeadlines, ShieldFinalSend
+from edge.decoding import Malformed, convert, decode_json
 from edge.errors import ApiError, Code, code_for_actor_error, code_for_status, envelope_bytes
 from schemas.identifiers import Identifier
 
 log = logging.getLogger("bff.admin")
 JSON = "application/json; charset=utf-8"
 ADMIN_HOST = "127.0.0.1"  # never configurable: the admin surface is not for the network
+ADMIN_BODY_TIMEOUT_S = 10.0  # a request body must arrive within this (then 408)
+ADMIN_BODY_IDLE_S = 5.0  # and never stall longer than this between chunks
 
 api = Api()
 _encoder = msgspec.json.Encoder()
@@ -167,23 +178,44 @@ async def _addressed_message(
     spec = system.kinds.get(kind)
     if spec is None:
         raise ApiError(Code.NOT_FOUND, f"no actor kind {kind!r}")
-    try:
-        target = msgspec.convert({"kind": kind, "tenant": tenant, "id": actor_id}, ActorAddress)
-    except msgspec.ValidationError as exc:
-        raise ApiError(Code.VALIDATION_FAILED, validation_message(exc)) from None
+    address = {"kind": kind, "tenant": tenant, "id": actor_id}
     raw = await request.get_data(as_text=False)
     try:
-        message = msgspec.json.decode(raw, type=spec.messages)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise ApiError(Code.VALIDATION_FAILED, validation_message(exc)) from None
+        target = convert(address, ActorAddress, where="path")
+        message = decode_json(raw, spec.messages, where="body")
+    except Malformed as exc:
+        raise ApiError(Code.VALIDATION_FAILED, str(exc)) from None
     return target, message
 
 
-def create_admin_app(system: ActorSystem) -> QuartTrio:
+def loopback_hosts(port: int) -> frozenset[str]:
+    """The ``Host`` values a local client of ``127.0.0.1:port`` sends."""
+    return frozenset(f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]"))
+
+
+def check_origin(port: int) -> None:
+    """Refuse a request a browser could have been made to send (see the module docstring)."""
+    hosts = request.headers.getlist("Host")
+    if len(hosts) != 1 or hosts[0].strip().lower() not in loopback_hosts(port):
+        raise ApiError(
+            Code.MISDIRECTED_REQUEST,
+            f"Host must be 127.0.0.1:{port}, localhost:{port} or [::1]:{port}",
+        )
+    if request.method == "POST":
+        media_type = (request.headers.get("Content-Type") or "").split(";", 1)[0]
+        if media_type.strip().lower() != "application/json":
+            raise ApiError(Code.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json")
+
+
+def create_admin_app(system: ActorSystem, port: int) -> QuartTrio:
     app = QuartTrio("bff-backoffice-admin")
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     api.install(app, context=system)
+
+    @app.before_request
+    async def origin() -> None:
+        check_origin(port)
 
     @app.get("/admin/health")
     async def health() -> Response:
@@ -235,5 +267,6 @@ async def serve_admin(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the admin app on ``127.0.0.1:port`` until cancelled."""
-    app = create_admin_app(system)
-    await serve(ShieldFinalSend(app), admin_config(port), task_status=task_status)  # type: ignore[arg-type]
+    app = ShieldFinalSend(create_admin_app(system, port))  # type: ignore[arg-type]
+    timed = BodyDeadlines(app, total_s=ADMIN_BODY_TIMEOUT_S, idle_s=ADMIN_BODY_IDLE_S)
+    await serve(timed, admin_config(port), task_status=task_status)  # type: ignore[arg-type]

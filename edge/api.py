@@ -8,22 +8,37 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 from quart import Quart, request
 
 from edge.asgi import REQUEST_ID_KEY
 from edge.auth.guard import authenticate
-from edge.auth.principal import Access
+from edge.auth.principal import Access, auth_codes
+from edge.decoding import Malformed, convert, decode_json
 from edge.errors import ApiError, Code
 
 S = TypeVar("S", bound=msgspec.Struct)
 View = Callable[..., Awaitable[Any]]
+Idempotency = Literal["none", "accepted", "required"]
+_BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+@dataclass(frozen=True)
+class Ndjson:
+    """The ``application/x-ndjson`` form of a route's 200 response (chosen with ``Accept``): one
+    ``first`` line, any number of ``lines``, one ``last`` line, each a JSON object."""
+
+    first: type[msgspec.Struct]
+    lines: type[msgspec.Struct]
+    last: type[msgspec.Struct]
 
 
 @dataclass(frozen=True)
 class RouteSpec:
+    """What a route takes and answers: the OpenAPI document (edge/openapi.py) is made of these."""
+
     path: str
     method: str
     summary: str
@@ -34,7 +49,39 @@ class RouteSpec:
     content_type: str = "application/json"
     errors: tuple[Code, ...] = ()
     auth: Access = "none"
-    extra_responses: Mapping[int, str] = field(default_factory=dict)
+    # Outside the auth chain but with a DPoP proof of its own, the old access token optional
+    # and X-App-Version required (the token refresh).
+    proof: bool = False
+    idempotency: Idempotency = "none"  # the ``Idempotency-Key`` header
+    mfa: bool = False  # a sensitive action: ``X-MFA-Attestation`` (edge/auth/stepup.py)
+    ndjson: Ndjson | None = None
+    # Statuses other than 200 answered with ``response`` (not the error envelope): description.
+    also: Mapping[int, str] = field(default_factory=dict)
+
+    def codes(self) -> tuple[Code, ...]:
+        """Every error code this route can answer with, each once: the auth chain's for its
+        access, what reading its input can fail with, what it declares, and the ones any
+        route can meet (another method on the path, oversized headers, an unexpected failure)."""
+        found = [*auth_codes(self.auth)]
+        if self.query is not None or self.body is not None or self.auth != "none" or self.proof:
+            found.append(Code.VALIDATION_FAILED)
+        if "{" in self.path:
+            found.append(Code.NOT_FOUND)  # a path parameter that does not fit one segment
+        if self.body is not None or (self.auth != "none" and self.method in _BODY_METHODS):
+            found += [Code.PAYLOAD_TOO_LARGE, Code.REQUEST_TIMEOUT]  # edge/asgi.py BodyDeadlines
+        if self.body is not None:
+            found.append(Code.UNSUPPORTED_MEDIA_TYPE)
+        if self.idempotency == "required":
+            found.append(Code.IDEMPOTENCY_KEY_REQUIRED)
+        if self.mfa:
+            found += [
+                Code.MFA_REQUIRED,
+                Code.MFA_INVALID_OR_USED,
+                Code.CACHE_UNAVAILABLE,
+                Code.UPSTREAM_UNAVAILABLE,
+            ]
+        found += [*self.errors, Code.METHOD_NOT_ALLOWED, Code.HEADERS_TOO_LARGE, Code.INTERNAL]
+        return tuple(dict.fromkeys(found))
 
 
 class Api:
@@ -56,11 +103,31 @@ class Api:
         content_type: str = "application/json",
         errors: tuple[Code, ...] = (),
         auth: Access = "none",
+        proof: bool = False,
+        idempotency: Idempotency = "none",
+        mfa: bool = False,
+        ndjson: Ndjson | None = None,
+        also: Mapping[int, str] | None = None,
     ) -> Callable[[View], View]:
         """Register ``view``. With ``auth`` other than "none" the auth chain runs first
-        (edge/auth/guard.py) and the view gets ``principal=`` as a keyword argument."""
+        (edge/auth/guard.py) and the view gets ``principal=`` as a keyword argument. The other
+        keywords only describe the route, for the OpenAPI document (see :class:`RouteSpec`)."""
         spec = RouteSpec(
-            path, method, summary, tag, query, body, response, content_type, errors, auth
+            path=path,
+            method=method,
+            summary=summary,
+            tag=tag,
+            query=query,
+            body=body,
+            response=response,
+            content_type=content_type,
+            errors=errors,
+            auth=auth,
+            proof=proof,
+            idempotency=idempotency,
+            mfa=mfa,
+            ndjson=ndjson,
+            also=dict(also or {}),
         )
 
         def register(view: View) -> View:
@@ -104,35 +171,27 @@ def request_id() -> str:
     return str(scope.get(REQUEST_ID_KEY, ""))
 
 
-def validation_message(exc: msgspec.ValidationError | msgspec.DecodeError) -> str:
-    """msgspec's message with its JSON path as a field name (``… - at `$.a.b``` → ``a.b: …``)."""
-    text = str(exc)
-    detail, _, path = text.partition(" - at `$")
-    name = path.rstrip("`").lstrip(".")
-    return f"{name}: {detail}" if name else detail
-
-
 async def decode_body(model: type[S]) -> S:
-    """Decode the JSON body into ``model``; any failure is VALIDATION_FAILED naming the field."""
+    """Decode the JSON body into ``model``; any failure is VALIDATION_FAILED naming the field
+    (or ``body``): edge/decoding.py, the one decoder of untrusted input."""
     content_type = request.headers.get("content-type", "application/json")
     if "json" not in content_type.split(";")[0]:
         raise ApiError(Code.UNSUPPORTED_MEDIA_TYPE, "content-type must be application/json")
     raw = await request.get_data(as_text=False)
     try:
-        return msgspec.json.decode(raw, type=model)
-    except msgspec.ValidationError as exc:
-        raise ApiError(Code.VALIDATION_FAILED, validation_message(exc)) from None
-    except msgspec.DecodeError as exc:
-        raise ApiError(Code.VALIDATION_FAILED, f"body: {exc}") from None
+        return decode_json(raw, model, where="body")
+    except Malformed as exc:
+        raise ApiError(Code.VALIDATION_FAILED, str(exc)) from None
 
 
 def decode_query(model: type[S]) -> S:
-    """Convert the query string into ``model`` (strings coerced to the field types)."""
+    """Convert the query string into ``model`` (strings coerced to the field types); any failure
+    is VALIDATION_FAILED naming the parameter (or ``query``)."""
     args = {key: request.args.get(key) for key in request.args}
     repeated = [key for key in request.args if len(request.args.getlist(key)) > 1]
     if repeated:
-        raise ApiError(Code.VALIDATION_FAILED, f"{repeated[0]}: given more than once")
+        raise ApiError(Code.VALIDATION_FAILED, f"{repeated[0][:100]}: given more than once")
     try:
-        return msgspec.convert(args, model, strict=False)
-    except msgspec.ValidationError as exc:
-        raise ApiError(Code.VALIDATION_FAILED, validation_message(exc)) from None
+        return convert(args, model, strict=False, where="query")
+    except Malformed as exc:
+        raise ApiError(Code.VALIDATION_FAILED, str(exc)) from None

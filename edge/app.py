@@ -18,7 +18,14 @@ from werkzeug.exceptions import HTTPException
 
 from actors.errors import ActorError
 from edge.api import Api, request_id
-from edge.asgi import ROUTE_KEY, ASGIApp, RequestContext, ShieldFinalSend
+from edge.asgi import (
+    ROUTE_KEY,
+    ASGIApp,
+    BodyDeadlines,
+    HeadLimit,
+    RequestContext,
+    ShieldFinalSend,
+)
 from edge.assembly import Services
 from edge.dashboard.docs import document_widgets
 from edge.errors import ApiError, Code, code_for_actor_error, code_for_status, envelope_bytes
@@ -126,5 +133,14 @@ def _error(services: Services, code: Code, message: str, headers: dict[str, str]
 
 
 def asgi_stack(app: QuartTrio, services: Services) -> ASGIApp:
-    """The callable hypercorn serves: request context outermost, then the shielded final send."""
-    return RequestContext(ShieldFinalSend(cast(ASGIApp, app)), services.metrics)
+    """The callable hypercorn serves: request context outermost (the 408 of a late body and the
+    431 of an oversized head get its request id and access log line), then the head limit, the
+    body deadlines, and the shielded final send."""
+    settings = services.settings
+    timed = BodyDeadlines(
+        ShieldFinalSend(cast(ASGIApp, app)),
+        total_s=settings.body_timeout_s,
+        idle_s=settings.body_idle_s,
+        metrics=services.metrics,
+    )
+    return RequestContext(HeadLimit(timed), services.metrics)

@@ -1,4 +1,5 @@
-"""ASGI middleware around the Quart app: request ids, access logs, metrics, clean close."""
+"""ASGI middleware around the Quart app: request ids, access logs, metrics, body deadlines,
+clean close."""
 
 from __future__ import annotations
 
@@ -62,6 +63,138 @@ class ShieldFinalSend:
                 await send(message)
 
         await self.app(scope, receive, shielded_send)
+
+
+class BodyDeadlines:
+    """Bound how long a request body may take: ``total_s`` from the end of its headers, and
+    ``idle_s`` of silence between two chunks.
+
+    hypercorn bounds the headers (its keep-alive timer runs from the connection's start until a
+    request's headers are complete) but, once a request has started, waits for its body
+    forever; quart's own ``BODY_TIMEOUT`` covers only a handler that reads the body, for a
+    minute. A late body cancels the app; if no response has started the client gets 408
+    ``REQUEST_TIMEOUT`` with ``Connection: close``, and hypercorn closes the connection either
+    way (the request was not read to its end). Once the body is complete, ``receive`` (which
+    then only waits for the disconnect, e.g. under a stream) has no deadline.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, total_s: float, idle_s: float, metrics: Metrics | None = None
+    ) -> None:
+        self.app = app
+        self.total_s = total_s
+        self.idle_s = idle_s
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = trio.current_time()
+        last_chunk = started
+        complete = responded = False
+        late = ""  # why the body was late, once it was
+
+        async def timed_receive() -> Message:
+            nonlocal complete, late, last_chunk
+            if complete:
+                return await receive()
+            total, idle = started + self.total_s, last_chunk + self.idle_s
+            with trio.move_on_at(min(total, idle)):
+                message = await receive()
+                last_chunk = trio.current_time()
+                complete = message["type"] != "http.request" or not message.get("more_body")
+                return message
+            complete = True
+            late = (
+                f"request body not received within {self.total_s:g} s"
+                if total <= idle
+                else f"request body stalled for {self.idle_s:g} s"
+            )
+            app_scope.cancel()  # the handler and quart's reader: neither waits any longer
+            return {"type": "http.disconnect"}
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal responded
+            responded = responded or message["type"] == "http.response.start"
+            await send(message)
+
+        with trio.CancelScope() as app_scope:
+            await self.app(scope, timed_receive, tracking_send)
+        if not late:
+            return
+        request_id = str(scope.get(REQUEST_ID_KEY, ""))
+        log.warning(
+            late,
+            extra={
+                "requestId": request_id,
+                "method": scope.get("method", ""),
+                "path": str(scope.get("path", ""))[:200],
+                "responded": responded,
+            },
+        )
+        if responded:
+            return  # too late for a status: hypercorn closes the unfinished exchange
+        if self.metrics is not None:
+            self.metrics.errors.labels(Code.REQUEST_TIMEOUT.wire).inc()
+        body = envelope_bytes(Code.REQUEST_TIMEOUT, late, request_id)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": Code.REQUEST_TIMEOUT.status,
+                "headers": [
+                    (b"content-type", b"application/json; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+MAX_HEAD_BYTES = 16 * 1024  # request line + headers (edge/server.py gives hypercorn the same)
+
+
+def head_bytes(scope: Scope) -> int:
+    """About how many bytes the request line and headers took on the wire."""
+    line = len(scope.get("method", "")) + len(scope.get("raw_path") or b"") + 12
+    query = len(scope.get("query_string") or b"")
+    return line + query + sum(len(n) + len(v) + 4 for n, v in scope.get("headers", []))
+
+
+class HeadLimit:
+    """Refuse a request whose line and headers are over ``max_bytes``: 431
+    ``HEADERS_TOO_LARGE`` with the envelope, and the connection is closed.
+
+    hypercorn's parser applies its ``h11_max_incomplete_size`` only to a head still incomplete
+    after a read; a complete head that arrived in one read (hypercorn reads up to 64 KiB at a
+    time) reaches the app whatever its size. Heads the parser itself refuses are answered in
+    edge/parser_errors.py.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int = MAX_HEAD_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or head_bytes(scope) <= self.max_bytes:
+            await self.app(scope, receive, send)
+            return
+        code = Code.HEADERS_TOO_LARGE
+        message = f"request line and headers over {self.max_bytes} bytes"
+        body = envelope_bytes(code, message, str(scope.get(REQUEST_ID_KEY, "")))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": code.status,
+                "headers": [
+                    (b"content-type", b"application/json; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
 
 
 class RequestContext:

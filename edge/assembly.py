@@ -42,6 +42,7 @@ from edge.admin import serve_admin
 from edge.auth.chain import AuthChain
 from edge.auth.floor import VersionFloor
 from edge.auth.principal import Principal
+from edge.auth.refresh import RefreshThrottle
 from edge.auth.sessions import RevokedSessions, SessionStore
 from edge.auth.stepup import StepUp
 from edge.auth.tenants import TenantStatus
@@ -52,9 +53,9 @@ from edge.bus.relay import Relay
 from edge.bus.subscriber import Subscriber
 from edge.dashboard.engine import DashboardEngine, Timing
 from edge.metrics import Metrics
-from edge.readiness import Probe, ReadinessBoard
+from edge.readiness import UNAVAILABLE, Probe, ReadinessBoard, ReasonLog
 from edge.redis_tier import RedisTier
-from edge.settings import Settings
+from edge.settings import Settings, redact_url
 from edge.sync_cursors import RedisSyncCursors
 from edge.upstream.apis import Upstreams
 from edge.upstream.factory import build_upstreams, close_upstreams, readiness_probe
@@ -84,6 +85,7 @@ class Services:
     actors: ActorSystem
     notices: NoticeHub
     auth: AuthChain
+    refresh_throttle: RefreshThrottle
     instance_id: str
 
 
@@ -137,9 +139,11 @@ async def _start(
     await nursery.start(actors.run)
     readiness.register("actors", actors.health)
     auth = _auth_chain(settings, upstreams, sessions, cache, session, metrics, actors)
-    if settings.admin_port:
+    if settings.admin_enabled:
         binds = await nursery.start(serve_admin, actors, settings.admin_port)
         log.info("admin server listening", extra={"binds": binds})
+        if settings.mode == "production":
+            log.warning("admin server enabled in production mode (BFF_ADMIN=on)")
     if settings.subscriber_enabled:
         router = DomainEventRouter(actors, sessions)
         await nursery.start(_run_subscriber, settings, instance, router, metrics)
@@ -157,6 +161,11 @@ async def _start(
         actors=actors,
         notices=notices,
         auth=auth,
+        refresh_throttle=RefreshThrottle(
+            session,
+            per_device=settings.refresh_limit_per_device,
+            per_address=settings.refresh_limit_per_address,
+        ),
         instance_id=instance,
     )
 
@@ -174,9 +183,9 @@ async def _stores(
     session = RedisTier(
         "session", settings.redis_session_url, settings.redis_prefix, timeout=timeout
     )
-    readiness.register("postgres", _probe(db.ping, timeout))
-    readiness.register("redisSession", _probe(session.ping, timeout))
-    readiness.register("redisCache", _probe(cache.ping, timeout), required=False)
+    readiness.register("postgres", _probe("postgres", db.ping, timeout))
+    readiness.register("redisSession", _probe("redisSession", session.ping, timeout))
+    readiness.register("redisCache", _probe("redisCache", cache.ping, timeout), required=False)
     await db.open()
     await cache.open()
     await session.open()
@@ -188,14 +197,18 @@ async def _stores(
         await db.close()
 
 
-def _probe(ping: Callable[[float], Awaitable[object]], timeout: float) -> Probe:
-    """A readiness probe over ``ping(timeout)``; an outage reads as down, with its reason."""
+def _probe(name: str, ping: Callable[[float], Awaitable[object]], timeout: float) -> Probe:
+    """A readiness probe over ``ping(timeout)``; an outage reads as down. Its reason (the
+    driver's message: host, port, user) goes to the log only, the public answer is fixed."""
+    reasons = ReasonLog(name)
 
     async def probe() -> DependencyCheck:
         try:
             await ping(timeout)
         except OUTAGES as exc:
-            return DependencyCheck(ok=False, detail=str(exc)[:200])
+            reasons.failing(redact_url(str(exc))[:500])
+            return DependencyCheck(ok=False, detail=UNAVAILABLE)
+        reasons.passing()
         return DependencyCheck(ok=True)
 
     return probe
@@ -286,7 +299,11 @@ def _auth_chain(
     actors: ActorSystem,
 ) -> AuthChain:
     tokens = TokenVerifier(
-        KeySet(upstreams.iam.jwks, min_refetch_s=settings.jwks_min_refetch_s),
+        KeySet(
+            upstreams.iam.jwks,
+            ttl_s=settings.jwks_ttl_s,
+            min_refetch_s=settings.jwks_min_refetch_s,
+        ),
         issuer=settings.iam_issuer,
         audience=settings.iam_audience,
     )
@@ -298,7 +315,7 @@ def _auth_chain(
         VersionFloor(cache, refresh_s=settings.version_floor_refresh_s),
         metrics,
         open_session=SessionOpener(actors),
-        stepup=StepUp(upstreams.iam, session, metrics),
+        stepup=StepUp(upstreams.iam, session, metrics, tokens),
     )
     return chain
 

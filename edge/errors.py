@@ -36,11 +36,19 @@ class Code(enum.Enum):
     RATE_LIMITED = ("RATE_LIMITED", 429, True)
     UPSTREAM_UNAVAILABLE = ("UPSTREAM_UNAVAILABLE", 502, True)
     UPSTREAM_TIMEOUT = ("UPSTREAM_TIMEOUT", 504, True)
-    SCHEMA_DRIFT = ("SCHEMA_DRIFT", 502, True)
+    # A drifting upstream does not heal on retry: the same request drifts again.
+    SCHEMA_DRIFT = ("SCHEMA_DRIFT", 502, False)
     # Not pinned by the contract; documented in the OpenAPI document.
     METHOD_NOT_ALLOWED = ("METHOD_NOT_ALLOWED", 405, False)
     PAYLOAD_TOO_LARGE = ("PAYLOAD_TOO_LARGE", 413, False)
+    # The request line and headers are over 16 KiB (edge/asgi.py HeadLimit), or hypercorn's
+    # parser gave up on them (edge/parser_errors.py); the connection is closed after it.
+    HEADERS_TOO_LARGE = ("HEADERS_TOO_LARGE", 431, False)
+    # The body did not arrive within BFF_BODY_TIMEOUT_S, or stalled for BFF_BODY_IDLE_S
+    # (edge/asgi.py BodyDeadlines); the connection is closed after it. Retrying is safe.
+    REQUEST_TIMEOUT = ("REQUEST_TIMEOUT", 408, True)
     UNSUPPORTED_MEDIA_TYPE = ("UNSUPPORTED_MEDIA_TYPE", 415, False)
+    MISDIRECTED_REQUEST = ("MISDIRECTED_REQUEST", 421, False)  # admin port: a foreign Host
     OVERLOADED = ("OVERLOADED", 503, True)
     SERVICE_UNAVAILABLE = ("SERVICE_UNAVAILABLE", 503, True)
     CONFLICT = ("CONFLICT", 409, False)  # an upstream refused: resource in the wrong state

@@ -68,7 +68,7 @@ class Metrics:
         self.upstream_requests = Counter(
             "bff_upstream_requests",
             "Upstream attempts by outcome (ok, rejected, error, timeout, connect_error, "
-            "circuit_open, deadline, auth_error)",
+            "circuit_open, deadline, auth_error, queued: no free slot within the budget)",
             ["upstream", "operation", "outcome"],
             registry=r,
         )

@@ -22,7 +22,9 @@ import trio_asyncio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
+from edge import parser_errors
 from edge.app import asgi_stack, create_app
+from edge.asgi import MAX_HEAD_BYTES
 from edge.assembly import Services, assemble
 from edge.logs import configure_logging
 from edge.settings import Settings, SettingsError, load_settings, redact_url
@@ -30,9 +32,19 @@ from edge.settings import Settings, SettingsError, load_settings, redact_url
 log = logging.getLogger("bff.server")
 
 
+# Connections the kernel holds for us while the accept loop catches up: a deploy reconnects
+# ~2,500 SSE clients at once; past the backlog a connect waits for a SYN retransmit (1 s, then
+# 3 s). The kernel caps it at net.core.somaxconn (4096 by default since Linux 5.4).
+LISTEN_BACKLOG = 4096
+
+
 def hypercorn_config(settings: Settings) -> Config:
     config = Config()
     config.bind = [f"{settings.host}:{settings.port}"]
+    config.backlog = LISTEN_BACKLOG
+    # Heads over this are refused (431, edge/asgi.py HeadLimit; edge/parser_errors.py).
+    config.h11_max_incomplete_size = MAX_HEAD_BYTES
+    config.h2_max_header_list_size = MAX_HEAD_BYTES
     config.keep_alive_timeout = settings.keepalive_timeout_s
     config.graceful_timeout = settings.shutdown_grace_s
     config.accesslog = None
@@ -55,6 +67,7 @@ async def serve_service(
     settings: Settings, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Run until SIGTERM/SIGINT; in-flight requests get ``shutdown_grace_s`` to finish."""
+    parser_errors.install()  # what hypercorn's parser refuses gets the envelope too
     async with (
         trio_asyncio.open_loop(),
         assemble(settings) as services,

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Literal
@@ -47,6 +49,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     admin_port: Annotated[
         Port, Meta(description="admin endpoint port (always bound to 127.0.0.1; `0` disables it)")
     ] = 8081
+    admin: Annotated[
+        Literal["auto", "on", "off"],
+        Meta(
+            description="admin endpoint: `on`, `off`, or `auto` (on in `local` mode, off in "
+            "`production` mode)"
+        ),
+    ] = "auto"
     mode: Annotated[
         Literal["local", "production"],
         Meta(
@@ -116,6 +125,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ] = 256 * 1024
     keepalive_timeout_s: Annotated[
         Seconds, Meta(description="idle keep-alive connections are closed after this")
+    ] = 5.0
+    body_timeout_s: Annotated[
+        Seconds,
+        Meta(
+            description="a request body must arrive within this (from the end of the headers), "
+            "else 408 `REQUEST_TIMEOUT` and the connection is closed"
+        ),
+    ] = 10.0
+    body_idle_s: Annotated[
+        Seconds,
+        Meta(
+            description="longest silence between two chunks of a request body (then 408 "
+            "`REQUEST_TIMEOUT`, connection closed); the headers must arrive within "
+            "`BFF_KEEPALIVE_TIMEOUT_S` of the connection's start or its previous response"
+        ),
     ] = 5.0
     shutdown_grace_s: Annotated[
         Seconds, Meta(description="on SIGTERM, in-flight requests get this long to finish")
@@ -244,6 +268,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     upstream_concurrency: Annotated[
         int, Meta(ge=1, le=1000, description="requests in flight per upstream")
     ] = 64
+    upstream_refresh_concurrency: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=1000,
+            description="requests in flight to iam's token-refresh operations, a limit of their "
+            "own (a refresh flood cannot starve JWKS or step-up)",
+        ),
+    ] = 16
     upstream_iam_url: UpstreamUrl = ""
     upstream_tenant_url: UpstreamUrl = ""
     upstream_property_url: UpstreamUrl = ""
@@ -264,7 +297,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         Meta(
             gt=0,
             le=600,
-            description="oldest accepted DPoP proof `iat`; `jti`s are remembered this long",
+            description="oldest accepted DPoP proof `iat` (a `jti` is remembered for the whole "
+            "acceptance window plus 30 s of clock skew between instances)",
         ),
     ] = 60.0
     dpop_max_future_s: Annotated[
@@ -279,6 +313,24 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             description="requests per device per minute (429 `RATE_LIMITED` with `Retry-After`)",
         ),
     ] = 600
+    refresh_limit_per_device: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=1_000_000,
+            description="`/auth/refresh` calls per device key per minute (then 429 "
+            "`RATE_LIMITED` with `Retry-After`, before iam is asked)",
+        ),
+    ] = 10
+    refresh_limit_per_address: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=1_000_000,
+            description="`/auth/refresh` calls per client address per minute (then 429 "
+            "`RATE_LIMITED` with `Retry-After`, before iam is asked)",
+        ),
+    ] = 300
     heartbeat_sample_rate: Annotated[
         float,
         Meta(
@@ -300,6 +352,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "`appVersionFloor`)",
         ),
     ] = 30.0
+    jwks_ttl_s: Annotated[
+        float,
+        Meta(gt=0, le=86400, description="iam's JWKS is refreshed this long after a fetch"),
+    ] = 600.0
     jwks_min_refetch_s: Annotated[
         float,
         Meta(ge=0, le=3600, description="an unknown `kid` refetches iam's JWKS at most this often"),
@@ -335,6 +391,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             description="how stale a board may be served (`stale: true`) while its upstream is down"
         ),
     ] = 600.0
+
+    @property
+    def admin_enabled(self) -> bool:
+        """Whether to serve the admin endpoint: never on port 0, and in production mode only
+        when ``BFF_ADMIN=on`` says so."""
+        if self.admin_port == 0 or self.admin == "off":
+            return False
+        return self.admin == "on" or self.mode == "local"
 
     @property
     def bus_kind(self) -> Literal["pubsub", "embedded"]:
@@ -427,8 +491,28 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
+# A parameter is secret when its name (case and ``-``/``_`` aside) says password, secret,
+# token, credential or a private/API/access key: ``password``, ``sslpassword``, ``passfile``,
+# ``pwd``, ``auth_token``… (``sslkey``, ``sslcert``, ``sslrootcert`` name files, and stay).
+_SECRET_NAME = re.compile(r"pass|pwd|secret|token|credential|(api|access|private)key")
+# ``name=value`` in a query or a libpq key/value string. A value is a single-quoted libpq
+# string or runs to the next ``&`` or blank (past a ``#`` or ``;``: hiding too much is harmless).
+_PARAMETER = re.compile(
+    r"(?P<lead>^|[?&;\s])(?P<name>[^=&;#?\s]+)=(?P<value>'(?:[^'\\]|\\.)*'|[^&\s]*)"
+)
+
+
 def redact_url(url: str) -> str:
-    """Hide a password in a URL so it never reaches a message or a log line."""
+    """Hide a password in a URL so it never reaches a message or a log line: the userinfo's
+    (``scheme://user:***@host``) and every secret-looking parameter's (``?sslpassword=***``)."""
+
+    def hide(match: re.Match[str]) -> str:
+        name = urllib.parse.unquote(match["name"]).lower().replace("-", "").replace("_", "")
+        if not _SECRET_NAME.search(name):
+            return match[0]
+        return f"{match['lead']}{match['name']}=***"
+
+    url = _PARAMETER.sub(hide, url)
     if "@" not in url or "://" not in url:
         return url
     scheme, rest = url.split("://", 1)

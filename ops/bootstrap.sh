@@ -4,6 +4,9 @@
 
 ROOT="${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 VENV="$ROOT/.venv"
+# The stack's state folder (ops/localstack/procs.py): run records, the env file, logs.
+STATE_DIR="${BFF_STACK_STATE:-.state}"
+case "$STATE_DIR" in /*) ;; *) STATE_DIR="$ROOT/$STATE_DIR" ;; esac
 
 _say() { printf '[stack] %s\n' "$*" >&2; }
 
@@ -44,9 +47,14 @@ ensure_venv() {
   stamp="$VENV/.bff-installed"
   want="$(cat "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    # One line on the console; pip's own output (progress, warnings) goes to the log.
+    log="$STATE_DIR/logs/pip-install.log"
+    mkdir -p "$(dirname "$log")"
     _say "installing the project and its dev extras into .venv"
-    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-    "$VENV/bin/python" -m pip install -q -e "$ROOT[dev]" || { _say "pip install failed"; exit 1; }
+    {
+      "$VENV/bin/python" -m pip install --upgrade pip || true
+      "$VENV/bin/python" -m pip install -e "$ROOT[dev]"
+    } >"$log" 2>&1 || { _say "pip install failed; full log: $log"; exit 1; }
     echo "$want" >"$stamp"
   fi
 }

@@ -35,7 +35,10 @@ class SignedOut(msgspec.Struct, kw_only=True, rename="camel"):
 
 
 class HeartbeatRequest(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
-    app_version: Version
+    """``appVersion`` is optional: the version of a request is its ``X-App-Version`` header
+    (one source per request); when the body names one too it must be the same."""
+
+    app_version: Version | None = None
     sync_cursor: Annotated[str, msgspec.Meta(max_length=256)] | None = None
     queued_actions: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] | None = None
     online_since: datetime | None = None

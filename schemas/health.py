@@ -10,6 +10,9 @@ class Liveness(msgspec.Struct, kw_only=True):
 
 
 class DependencyCheck(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One readiness check. ``detail`` is served on the public ``/health/ready``: a fixed text,
+    never an exception's message or an identifier (those go to the log)."""
+
     ok: bool
     detail: str = ""
 

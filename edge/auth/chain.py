@@ -27,7 +27,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-import msgspec
 from quart import request
 
 from edge.auth.dpop import ALLOWED_ALGS, DpopInvalid, VerifiedProof, verify_proof
@@ -37,6 +36,7 @@ from edge.auth.sessions import SessionStore
 from edge.auth.stepup import StepUp
 from edge.auth.tenants import TenantStatus
 from edge.auth.tokens import KeySetUnavailable, TokenRejected, TokenVerifier
+from edge.decoding import Malformed, decode_json
 from edge.errors import ApiError, Code
 from edge.metrics import Metrics
 from edge.redis_tier import Client, TierUnavailable
@@ -71,23 +71,77 @@ class TierChecks:
     tier_down: bool
 
 
+Owner = tuple[str, str]  # (tenant, device) in the chain; ("_refresh", key thumbprint) on refresh
+REPLAY_SKEW_MARGIN_S = 30  # clock skew between instances a remembered ``jti`` must outlast
+LOCAL_REPLAY_CAPACITY = 100_000  # entries of the per-instance fallback, all devices together
+
+
 class LocalReplayCache:
-    """Bounded per-instance memory of seen proofs, used while the session tier is down."""
+    """Bounded per-instance memory of seen proofs, used while the session tier is down.
+
+    Each owner (a tenant's device) has a bucket of its own, at most ``per_owner`` live entries:
+    a full bucket refuses that owner's new proofs (fail closed, never forget) and nobody
+    else's. The whole cache holds at most ``capacity`` entries: past it the owners that added
+    least recently are forgotten first, whole — never the owner adding. Since a device within
+    the rate limit never fills its bucket, a flood from one device locks out only itself.
+    """
+
+    def __init__(
+        self,
+        per_owner: int = 2_000,
+        capacity: int = LOCAL_REPLAY_CAPACITY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._buckets: OrderedDict[Owner, OrderedDict[str, float]] = OrderedDict()
+        self._per_owner = max(1, min(per_owner, capacity))
+        self._capacity = capacity
+        self._size = 0
+        self._clock = clock
+
+    def __len__(self) -> int:
+        return self._size
+
+    def add_once(self, owner: Owner, key: str, ttl_s: float) -> bool:
+        """Remember ``key`` for ``ttl_s``; False when it was already seen (or the owner's
+        bucket is full)."""
+        now = self._clock()
+        bucket = self._buckets.get(owner)
+        if bucket is None:
+            bucket = self._buckets[owner] = OrderedDict()
+        self._buckets.move_to_end(owner)
+        while bucket and next(iter(bucket.values())) <= now:  # one ttl: oldest expire first
+            bucket.popitem(last=False)
+            self._size -= 1
+        if key in bucket or len(bucket) >= self._per_owner:
+            return False
+        bucket[key] = now + ttl_s
+        self._size += 1
+        while self._size > self._capacity:
+            oldest, entries = next(iter(self._buckets.items()))
+            if oldest == owner:
+                break  # cannot happen: per_owner <= capacity
+            del self._buckets[oldest]
+            self._size -= len(entries)
+        return True
+
+
+class LocalRateCounter:
+    """Requests per owner in the current minute, per instance: the rate limit while the
+    session tier, which holds the shared counters, is down. Holds at most ``capacity``
+    owners (the least recently counted are forgotten first)."""
 
     def __init__(self, capacity: int = 100_000) -> None:
-        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._counts: OrderedDict[Owner, tuple[int, int]] = OrderedDict()
         self._capacity = capacity
 
-    def add_once(self, key: str, ttl_s: float) -> bool:
-        now = time.monotonic()
-        while self._seen and next(iter(self._seen.values())) < now:
-            self._seen.popitem(last=False)
-        if key in self._seen:
-            return False
-        if len(self._seen) >= self._capacity:
-            return False  # fail closed rather than forget
-        self._seen[key] = now + ttl_s
-        return True
+    def hit(self, owner: Owner, window: int) -> int:
+        """Count one request of ``owner`` in minute ``window``; the count so far."""
+        previous = self._counts.pop(owner, None)
+        count = previous[1] + 1 if previous is not None and previous[0] == window else 1
+        self._counts[owner] = (window, count)
+        if len(self._counts) > self._capacity:
+            self._counts.popitem(last=False)
+        return count
 
 
 class AuthChain:
@@ -109,9 +163,18 @@ class AuthChain:
         self.tenants = tenants
         self.floor = floor
         self.metrics = metrics
-        self.local_replay = LocalReplayCache()
         self.proof_max_age_s = settings.dpop_max_age_s
         self.proof_max_future_s = settings.dpop_max_future_s
+        # While the session tier is down: a device within the rate limit never fills its bucket
+        # (the ``jti`` TTL spans at most this many minute windows, each up to the limit), and no
+        # device, whatever the limit, holds more than a tenth of the memory.
+        windows = -(-self.replay_ttl_s // 60) + 1
+        per_device = min(settings.rate_limit_per_minute * windows, LOCAL_REPLAY_CAPACITY // 10)
+        self.local_replay = LocalReplayCache(per_owner=per_device)
+        self.local_rate = LocalRateCounter()
+        # Refresh proofs come before any token names a device: their own memory, so that proofs
+        # made with throw-away keys can never push the devices' entries out.
+        self.local_refresh_replay = LocalReplayCache(per_owner=windows * 60)
         self.open_session = open_session  # opens the session (DeviceActor) on a first call
         self.stepup = stepup  # MFA guard of sensitive actions
 
@@ -133,11 +196,12 @@ class AuthChain:
         if tier.revoked:
             raise reject(Code.SESSION_EXPIRED, "session was revoked or signed out", "invalid_token")
         self._check_devices(claims, path_params)
-        await self.check_tenant(claims.tid)
+        if access != "signout":  # signing out is always allowed
+            await self.check_tenant(claims.tid)
         self._check_properties(claims, path_params)
-        if tier.tier_down and access in ("mutation", "sse"):
+        if tier.tier_down and access in ("mutation", "sse", "signout"):
             raise ApiError(Code.CACHE_UNAVAILABLE, "session store unavailable; retry shortly")
-        app_version = await self.check_app_version()
+        app_version = await self.check_app_version(enforce_floor=access != "signout")
         self._check_rate(tier)
         principal = Principal(
             tenant=claims.tid,
@@ -232,21 +296,25 @@ class AuthChain:
 
     @property
     def replay_ttl_s(self) -> int:
-        """How long a ``jti`` is remembered: as long as its proof could be accepted."""
-        return int(self.proof_max_age_s + self.proof_max_future_s) + 1
+        """How long a ``jti`` is remembered: as long as its proof could be accepted anywhere,
+        i.e. the acceptance window plus the clock skew between instances (an instance whose
+        clock is behind still accepts a proof after one whose clock is ahead stopped)."""
+        return int(self.proof_max_age_s + self.proof_max_future_s) + 1 + REPLAY_SKEW_MARGIN_S
 
     @staticmethod
     def _proof_digest(proof_jkt: str, jti: str) -> str:
         return hashlib.sha256(f"{proof_jkt}\n{jti}".encode()).hexdigest()
 
-    def _claim_locally(self, scope: str, digest: str, error: TierUnavailable) -> bool:
+    def _claim_locally(
+        self, memory: LocalReplayCache, owner: Owner, digest: str, error: TierUnavailable
+    ) -> bool:
         """The replay check while the session tier is down: this instance's own memory (so a
         replay to the same instance is still refused). True when the proof is fresh."""
         self.metrics.auth_degraded.labels("session_tier").inc()
         log.warning(
             "session tier down: local replay/revocation checks", extra={"error": str(error)}
         )
-        return self.local_replay.add_once(f"{scope}:{digest}", self.replay_ttl_s)
+        return memory.add_once(owner, digest, self.replay_ttl_s)
 
     async def claim_refresh_proof(self, proof: VerifiedProof) -> None:
         """The replay check of a refresh proof: the same ``SET NX`` store (and fallback) as the
@@ -258,7 +326,9 @@ class AuthChain:
         try:
             stored = await self.sessions.tier.run(lambda r: r.set(key, b"1", nx=True, ex=ttl))
         except TierUnavailable as exc:
-            stored = self._claim_locally("_refresh", digest, exc)
+            stored = self._claim_locally(
+                self.local_refresh_replay, ("_refresh", proof.jkt), digest, exc
+            )
         if not stored:
             raise self._replayed()
 
@@ -295,8 +365,11 @@ class AuthChain:
         try:
             stored, revoked, known, count, _ = await self.sessions.tier.run(run)
         except TierUnavailable as exc:
-            fresh = self._claim_locally(tenant, digest, exc)
-            return TierChecks(not fresh, (tenant, sid) in self.sessions.revoked, False, 0, True)
+            owner = (tenant, claims.did)
+            fresh = self._claim_locally(self.local_replay, owner, digest, exc)
+            count = self.local_rate.hit(owner, window)  # the rate limit holds, per instance
+            revoked = (tenant, sid) in self.sessions.revoked
+            return TierChecks(not fresh, revoked, False, count, True)
         return TierChecks(
             replayed=not stored,
             revoked=bool(revoked) or (tenant, sid) in self.sessions.revoked,
@@ -321,19 +394,20 @@ class AuthChain:
                     Code.PROPERTY_OUT_OF_SCOPE, "propertyId is not in this session's scope"
                 )
 
-    async def check_app_version(self) -> str:
+    async def check_app_version(self, *, enforce_floor: bool = True) -> str:
         """``X-App-Version`` at or above the floor. Missing counts as below it (API contract
-        §2: a client too old to send it is too old to serve); malformed is the client's bug."""
+        §2: a client too old to send it is too old to serve); malformed is the client's bug,
+        refused on every call, floor or not (sign-out parses it but ignores the floor)."""
         version = (request.headers.get("X-App-Version") or "").strip()
-        if not version:
+        if not version and enforce_floor:
             raise ApiError(Code.SYNC_VERSION_BLOCKED, "X-App-Version is required")
         try:
-            blocked = await self.floor.blocks(version)
+            blocked = await self.floor.blocks(version) if version else False
         except BadVersion:
             raise ApiError(
                 Code.VALIDATION_FAILED, "X-App-Version: must be a semantic version"
             ) from None
-        if blocked:
+        if blocked and enforce_floor:
             raise ApiError(Code.SYNC_VERSION_BLOCKED, "this app version is no longer supported")
         return version
 
@@ -366,11 +440,11 @@ def _body_fields() -> dict[str, Any]:
     fields: dict[str, Any] = {}
     raw = _cached_body()
     if raw:
-        try:
-            decoded = msgspec.json.decode(raw)
+        try:  # the one decoder of untrusted input: too deep or not UTF-8 is Malformed too
+            decoded = decode_json(raw)
             if isinstance(decoded, dict):
                 fields = decoded
-        except msgspec.DecodeError:
+        except Malformed:
             pass
     request._bff_body_fields = fields  # type: ignore[attr-defined]
     return fields

@@ -19,7 +19,9 @@ import msgspec
 from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
 
+from edge.auth.compact import is_compact
 from edge.auth.htu import InvalidUri, normalize_htu
+from edge.decoding import Malformed, decode_json
 
 ALLOWED_ALGS = ("ES256", "ES384", "PS256", "EdDSA")
 MAX_PROOF_BYTES = 4096
@@ -80,15 +82,15 @@ def verify_proof(
     except (JWException, ValueError, TypeError):
         raise DpopInvalid("signature does not verify with the jwk") from None
     try:
-        claims = msgspec.json.decode(token.payload, type=ProofClaims)
-    except msgspec.DecodeError as exc:  # a signed proof whose claims are not ours
-        raise DpopInvalid(f"claims: {exc}") from None
+        claims = decode_json(token.payload, ProofClaims, where="claims")
+    except Malformed as exc:  # a signed proof whose claims are not ours (or not even JSON)
+        raise DpopInvalid(str(exc) if exc.field == "claims" else f"claims: {exc}") from None
     _check_claims(claims, method, url, access_token, now, max_age_s, max_future_s)
     return VerifiedProof(jkt=key.thumbprint(), jti=claims.jti, iat=float(claims.iat))
 
 
 def _parse_compact(proof: str) -> jws.JWS:
-    if len(proof) > MAX_PROOF_BYTES or proof.count(".") != 2 or proof.lstrip().startswith("{"):
+    if len(proof) > MAX_PROOF_BYTES or not is_compact(proof):
         raise DpopInvalid("proof must be one compact JWS")
     token = jws.JWS()
     token.allowed_algs = list(ALLOWED_ALGS)

@@ -68,5 +68,8 @@ class VersionFloor:
             log.error("ignoring malformed app-version floor", extra={"value": text[:64]})
 
     async def blocks(self, app_version: str) -> bool:
+        """Below the floor? A malformed version is refused (``BadVersion``) floor or not, so
+        that what a client may send never depends on whether a floor happens to be set."""
+        version = parse_version(app_version)
         floor = await self.current()
-        return floor is not None and parse_version(app_version) < floor
+        return floor is not None and version < floor

@@ -7,7 +7,9 @@ it and hands iam only the proven key's thumbprint; iam refuses a refresh token b
 key. The checks run in the auth chain's order (API contract §3):
 
 1. ``DPOP_INVALID`` — the proof (every RFC 9449 §4.3 check but ``ath``); an ``Authorization``
-   header, when sent, must use the DPoP scheme.
+   header, when sent, must use the DPoP scheme. Then ``RATE_LIMITED`` (:class:`RefreshThrottle`):
+   per device key (the proof's thumbprint) and per client address, before anything else is
+   looked up and long before iam is asked.
 2. ``SESSION_EXPIRED`` — the old access token, when sent, is not signed by iam (its expiry is
    not checked: the device refreshes because it expired); ``DPOP_INVALID`` when it is bound to
    another key; then the proof's ``jti`` is claimed in the chain's replay store.
@@ -23,16 +25,26 @@ key. The checks run in the auth chain's order (API contract §3):
 Why introspect first: the tenant (for suspension) is known only from iam, and a refusal after
 the rotation would leave the device with a spent refresh token it never got the successor of;
 its next refresh would then look like token theft and end the session.
+
+The route needs no session, so anyone can call it: besides the rate limits, iam's refresh
+operations wait in a concurrency lane of their own (edge/upstream/policy.py), so a flood of
+refreshes while iam is slow cannot hold the slots JWKS fetches and step-up verification need.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, cast
+
+from quart import request
 
 from edge.auth.chain import CHALLENGE, AuthChain, reject
 from edge.errors import ApiError, Code
+from edge.redis_tier import Client, RedisTier, TierUnavailable
 from edge.upstream.apis import IamApi
 from edge.upstream.errors import UpstreamRejected
 from schemas.upstream.iam import AccessTokenClaims, RefreshTokenInfo, TokenResponse
@@ -71,12 +83,99 @@ class ProvenDevice:
     claims: AccessTokenClaims | None
 
 
+WINDOW_S = 60
+
+
+class _LocalCounts:
+    """Per-instance counters of the current window, used while the session tier is down. When
+    full, a key not seen yet is not counted (fail open: the lane still bounds the load on iam,
+    and one client cannot lock every other one out)."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._capacity = capacity
+        self._window = -1
+        self._counts: dict[str, int] = {}
+
+    def incr(self, key: str, window: int) -> int:
+        if window != self._window:
+            self._window, self._counts = window, {}
+        if key not in self._counts and len(self._counts) >= self._capacity:
+            return 0
+        self._counts[key] = self._counts.get(key, 0) + 1
+        return self._counts[key]
+
+
+class RefreshThrottle:
+    """Per-minute limits on ``/auth/refresh``, per device key and per client address, counted
+    in the session tier (so across instances) in fixed one-minute windows; while the tier is
+    down, per instance. Keys hold the key thumbprint and a digest of the address only."""
+
+    def __init__(
+        self,
+        tier: RedisTier,
+        *,
+        per_device: int,
+        per_address: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.tier = tier
+        self.per_device = per_device
+        self.per_address = per_address
+        self._clock = clock
+        self._local = _LocalCounts()
+
+    async def check(self, address: str, jkt: str) -> None:
+        """Count this refresh; ``RATE_LIMITED`` (with ``Retry-After``) past either limit."""
+        now = self._clock()
+        window = int(now // WINDOW_S)
+        address_digest = hashlib.sha256(address.encode()).hexdigest()[:32]
+        keys = (
+            self.tier.global_key("refresh-rate", "device", jkt, str(window)),
+            self.tier.global_key("refresh-rate", "address", address_digest, str(window)),
+        )
+
+        async def count(r: Client) -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            for key in keys:
+                pipe.incr(key)
+                pipe.expire(key, WINDOW_S + 1)
+            result: list[Any] = await pipe.execute()
+            return result
+
+        try:
+            by_device, _, by_address, _ = await self.tier.run(count)
+        except TierUnavailable:
+            by_device, by_address = (self._local.incr(key, window) for key in keys)
+        retry_after = str(max(1, WINDOW_S - int(now) % WINDOW_S))
+        if int(by_device) > self.per_device:
+            raise ApiError(
+                Code.RATE_LIMITED,
+                f"more than {self.per_device} refreshes per minute from this device",
+                headers={"Retry-After": retry_after},
+            )
+        if int(by_address) > self.per_address:
+            raise ApiError(
+                Code.RATE_LIMITED,
+                f"more than {self.per_address} refreshes per minute from this address",
+                headers={"Retry-After": retry_after},
+            )
+
+
+def client_address() -> str:
+    """The peer address of this request, as the ASGI server saw it."""
+    client = cast(dict[str, Any], request.scope).get("client")
+    return str(client[0]) if client else "unknown"
+
+
 async def refresh_tokens(
-    chain: AuthChain, iam: IamApi, read_refresh_token: ReadRefreshToken
+    chain: AuthChain,
+    iam: IamApi,
+    read_refresh_token: ReadRefreshToken,
+    throttle: RefreshThrottle,
 ) -> TokenResponse:
     """The whole refresh; every refusal is counted like the auth chain's."""
     try:
-        device = await prove_device(chain)
+        device = await prove_device(chain, throttle)
         refresh_token = await read_refresh_token()
         session = await owner(chain, iam, device, refresh_token)
         await chain.check_tenant(session.tenant)
@@ -87,10 +186,12 @@ async def refresh_tokens(
         raise
 
 
-async def prove_device(chain: AuthChain) -> ProvenDevice:
-    """Steps 1 and 2: the proof, the optional old token and its key binding, the ``jti`` claim."""
+async def prove_device(chain: AuthChain, throttle: RefreshThrottle) -> ProvenDevice:
+    """Steps 1 and 2: the proof, the rate limits, the optional old token and its key binding,
+    the ``jti`` claim."""
     token = chain.optional_access_token()
     proof = chain.check_proof(access_token=None)
+    await throttle.check(client_address(), proof.jkt)
     claims = None
     if token is not None:
         claims = await chain.verify_token(token, allow_expired=True)

@@ -6,8 +6,12 @@ Keys (all under ``<prefix>:<tenant>:``):
   device's first authenticated call.
 * ``revoked:<sid>`` — present once the session was revoked or signed out; every instance rejects
   the session's tokens with SESSION_EXPIRED while it exists (TTL 12 h ≥ any token's lifetime).
+  Its value names the device that held the session (``device:<did>``; ``1`` when unknown), so
+  every instance can still tell which device to notify after the blob is gone.
 * ``device:<did>:session`` — the device's current session id.
-* ``operator:<op>:devices`` — the devices an operator has sessions on (for ``user.disabled``).
+* ``operator:<op>:devices`` — the devices where the operator has a session (a fallback for
+  ``user.disabled``, which names the sessions themselves); a device leaves it when the
+  operator's session there closes, unless the device's current session is still theirs.
 """
 
 from __future__ import annotations
@@ -16,14 +20,41 @@ import time
 from collections import OrderedDict
 
 import msgspec
+import redis.exceptions
 
 from edge.redis_tier import Client, RedisTier, text
 from schemas.sessions import BackofficeSession
 
 SESSION_TTL_S = 12 * 3600
+UNKNOWN_HOLDER = b"1"  # a revocation marker whose session's device is not known
+HOLDER_PREFIX = "device:"
+WATCH_ATTEMPTS = 5
 
 
 _encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(BackofficeSession)
+
+
+def _holder_value(device_id: str) -> bytes:
+    return f"{HOLDER_PREFIX}{device_id}".encode()
+
+
+def _holder(marker: object) -> str | None:
+    """The device a revocation marker names, if it names one."""
+    value = "" if marker is None else text(marker)
+    if not value.startswith(HOLDER_PREFIX):
+        return None
+    return value.removeprefix(HOLDER_PREFIX) or None
+
+
+def _blob(raw: object) -> BackofficeSession | None:
+    """A stored session blob, or ``None`` (absent or unreadable: the blob is only a hint)."""
+    if not isinstance(raw, bytes | str):
+        return None
+    try:
+        return _decoder.decode(raw)
+    except msgspec.DecodeError:
+        return None
 
 
 class RevokedSessions:
@@ -80,19 +111,70 @@ class SessionStore:
         await self.tier.run(write)
 
     async def close(self, tenant: str, sid: str, device_id: str) -> None:
-        """Mark ``sid`` revoked (all instances reject it from now on) and drop its blob."""
+        """Mark ``sid`` revoked (all instances reject it from now on; the marker remembers
+        ``device_id``) and forget it: its blob, the device's reference to it, and the device
+        in its operator's index unless the device's current session is still theirs."""
         self.revoked.add(tenant, sid)  # first, so this instance rejects it even if Redis is down
 
         async def write(r: Client) -> None:
             pipe = r.pipeline(transaction=True)
-            pipe.set(self.revoked_key(tenant, sid), b"1", ex=SESSION_TTL_S)
+            pipe.set(self.revoked_key(tenant, sid), _holder_value(device_id), ex=SESSION_TTL_S)
+            pipe.get(self.session_key(tenant, sid))
             pipe.delete(self.session_key(tenant, sid))
-            await pipe.execute()
-            current = await r.get(self.device_key(tenant, device_id))
-            if current is not None and text(current) == sid:
-                await r.delete(self.device_key(tenant, device_id))
+            _, raw, _ = await pipe.execute()
+            closed = _blob(raw)
+            await self._release(r, tenant, sid, device_id, closed.operator_id if closed else None)
 
         await self.tier.run(write)
+
+    async def _release(
+        self, r: Client, tenant: str, sid: str, device_id: str, operator_id: str | None
+    ) -> None:
+        """Drop the device's reference to ``sid`` and, unless the device's current session is
+        ``operator_id``'s, the device from that operator's index — one transaction, watching
+        the device's reference so a session opening meanwhile is never un-indexed."""
+        device_key = self.device_key(tenant, device_id)
+        async with r.pipeline(transaction=True) as pipe:
+            for _ in range(WATCH_ATTEMPTS):
+                try:
+                    await pipe.watch(device_key)
+                    raw = await pipe.get(device_key)
+                    current = None if raw is None else text(raw)
+                    holder: BackofficeSession | None = None
+                    if current is not None and current != sid and operator_id is not None:
+                        holder = _blob(await pipe.get(self.session_key(tenant, current)))
+                    pipe.multi()  # type: ignore[no-untyped-call]  # redis-py untyped
+                    if current == sid:
+                        pipe.delete(device_key)
+                    if operator_id is not None and (
+                        holder is None or holder.operator_id != operator_id
+                    ):
+                        pipe.srem(self.operator_key(tenant, operator_id), device_id)
+                    await pipe.execute()
+                    return
+                except redis.exceptions.WatchError:
+                    continue  # the device's session changed meanwhile: look again
+
+    async def revoke(self, tenant: str, sid: str) -> str | None:
+        """Mark ``sid`` revoked first — from ``(tenant, sid)`` alone, in the same transaction
+        that reads its blob — then return the device holding it (the blob's, or the one a
+        close left in the marker), or ``None`` if this tier never knew the session."""
+        self.revoked.add(tenant, sid)
+        marker = self.revoked_key(tenant, sid)
+
+        async def write(r: Client) -> str | None:
+            pipe = r.pipeline(transaction=True)
+            pipe.set(marker, UNKNOWN_HOLDER, nx=True, ex=SESSION_TTL_S)
+            pipe.get(marker)
+            pipe.get(self.session_key(tenant, sid))
+            _, value, raw = await pipe.execute()
+            holder = _holder(value)
+            if holder is None and (session := _blob(raw)) is not None:
+                holder = session.device_id
+                await r.set(marker, _holder_value(holder), ex=SESSION_TTL_S, xx=True)
+            return holder
+
+        return await self.tier.run(write)
 
     async def current(self, tenant: str, device_id: str) -> str | None:
         raw = await self.tier.run(lambda r: r.get(self.device_key(tenant, device_id)))

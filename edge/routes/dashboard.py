@@ -18,7 +18,7 @@ import msgspec
 import trio
 from quart import Response, request
 
-from edge.api import Api, decode_query, request_id
+from edge.api import Api, Ndjson, decode_query, request_id
 from edge.assembly import Services
 from edge.auth.principal import Principal
 from edge.dashboard.catalogue import Plan, plan_for
@@ -27,7 +27,14 @@ from edge.dashboard.engine import DashboardEngine
 from edge.dashboard.flight import Flight
 from edge.dashboard.telemetry import DASHBOARD_VIEWED
 from edge.errors import Code
-from schemas.dashboard import BeginLine, DashboardDocument, DashboardQuery, DashboardViewed, EndLine
+from schemas.dashboard import (
+    BeginLine,
+    DashboardDocument,
+    DashboardQuery,
+    DashboardViewed,
+    EndLine,
+    WidgetLine,
+)
 from schemas.identifiers import Role
 
 log = logging.getLogger("bff.dashboard")
@@ -71,6 +78,7 @@ class _View:
     tag="dashboard",
     query=DashboardQuery,
     response=DashboardDocument,
+    ndjson=Ndjson(BeginLine, WidgetLine, EndLine),
     errors=ERRORS,
     auth="read",
 )

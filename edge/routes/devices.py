@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import UTC, datetime
 
@@ -13,9 +14,11 @@ from actors.device import CloseSession, HeartbeatAck, RecordHeartbeat
 from actors.errors import ActorError, SystemNotRunning
 from edge.api import Api, decode_body, request_id
 from edge.assembly import Services
+from edge.auth.chain import load_body
 from edge.auth.principal import Principal
 from edge.auth.refresh import RefreshTokenReused, SessionRef, refresh_tokens
 from edge.errors import ApiError, Code, code_for_actor_error
+from edge.redis_tier import TierUnavailable
 from schemas.devices import (
     HeartbeatRequest,
     HeartbeatResponse,
@@ -45,23 +48,31 @@ def _json(body: msgspec.Struct, status: int = 200) -> Response:
     tag="auth",
     body=RefreshRequest,
     response=TokenPair,
+    proof=True,
     errors=(
         Code.DPOP_INVALID,
         Code.SESSION_EXPIRED,
         Code.TENANT_SUSPENDED,
         Code.SYNC_VERSION_BLOCKED,
         Code.VALIDATION_FAILED,
+        Code.RATE_LIMITED,
         Code.UPSTREAM_UNAVAILABLE,
         Code.UPSTREAM_TIMEOUT,
         Code.SCHEMA_DRIFT,
     ),
 )
 async def refresh(services: Services) -> Response:
+    # Read the (bounded) body before any check can answer: a response sent while the body is
+    # still unread makes the server drop the connection under the client's next request.
+    await load_body()
+
     async def refresh_token() -> str:
         return (await decode_body(RefreshRequest)).refresh_token
 
     try:
-        tokens = await refresh_tokens(services.auth, services.upstreams.iam, refresh_token)
+        tokens = await refresh_tokens(
+            services.auth, services.upstreams.iam, refresh_token, services.refresh_throttle
+        )
     except RefreshTokenReused as reused:
         await _revoke_reused(services, reused.session)
         raise
@@ -89,20 +100,27 @@ async def _revoke_reused(services: Services, session: SessionRef) -> None:
     summary="Sign the device out: revoke at iam, close the session, end the device's stream",
     tag="auth",
     response=SignedOut,
-    auth="mutation",
+    auth="signout",
     errors=(Code.SERVICE_UNAVAILABLE,),
 )
 async def sign_out(services: Services, principal: Principal) -> Response:
     command = CloseSession(session_id=principal.session_id, reason="sign_out")
+    closed: ActorError | None = None
     try:
         await services.actors.ask(device(principal.tenant, principal.device_id), command)
-    except ActorError as exc:
-        raise ApiError(code_for_actor_error(exc), "could not close the session; retry") from None
+    except ActorError as exc:  # e.g. Postgres down: revoke anyway, the record follows later
+        closed = exc
+        with contextlib.suppress(TierUnavailable):  # the marker every instance reads
+            await services.sessions.close(
+                principal.tenant, principal.session_id, principal.device_id
+            )
     iam_revoked = True
     try:
         await services.upstreams.iam.revoke(principal.session_id, "sign_out")
     except ApiError:  # the BFF already rejects the session; iam's own TTL ends it there
         iam_revoked = False
+    if closed is not None and not iam_revoked:
+        raise ApiError(code_for_actor_error(closed), "could not close the session; retry")
     return _json(
         SignedOut(session_id=principal.session_id, signed_out=True, iam_revoked=iam_revoked)
     )
@@ -116,13 +134,18 @@ async def sign_out(services: Services, principal: Principal) -> Response:
     body=HeartbeatRequest,
     response=HeartbeatResponse,
     auth="read",
+    idempotency="accepted",
     errors=(Code.OVERLOADED, Code.SERVICE_UNAVAILABLE),
 )
 async def heartbeat(services: Services, principal: Principal, deviceId: str) -> Response:
     body = await decode_body(HeartbeatRequest)
+    if body.app_version is not None and body.app_version != principal.app_version:
+        raise ApiError(Code.VALIDATION_FAILED, "appVersion: differs from X-App-Version")
     command_id = request.headers.get("Idempotency-Key") or request_id()
     command = RecordHeartbeat(
-        command_id=command_id[:128], app_version=body.app_version, operator_id=principal.operator_id
+        command_id=command_id[:128],
+        app_version=principal.app_version,
+        operator_id=principal.operator_id,
     )
     try:
         ack: HeartbeatAck = await services.actors.ask(device(principal.tenant, deviceId), command)

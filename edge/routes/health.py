@@ -24,6 +24,7 @@ async def live(services: Services) -> Response:
     summary="200 when Postgres and the Redis session tier answer; 503 naming what is down",
     tag="health",
     response=Readiness,
+    also={503: "Not ready: `down` names each dependency that is down"},
 )
 async def ready(services: Services) -> Response:
     report = await services.readiness.check()

@@ -60,6 +60,7 @@ class SensitiveBody(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown
     tag="testing",
     body=SensitiveBody,
     auth="mutation",
+    mfa=True,
 )
 async def sensitive(services: Services, principal: Principal) -> Response:
     body = await decode_body(SensitiveBody)

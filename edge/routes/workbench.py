@@ -10,7 +10,7 @@ operators ask (single-flight through the PropertyActor). Degradation: reservatio
 from __future__ import annotations
 
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import msgspec
@@ -28,6 +28,7 @@ from edge.errors import ApiError, Code
 from schemas import dashboard as d
 
 api = Api()
+MAX_DAYS_AWAY = 366
 JSON = "application/json; charset=utf-8"
 BASE = "/bff/backoffice/v1"
 _encoder = msgspec.json.Encoder()
@@ -60,7 +61,7 @@ async def today(services: Services, *, principal: Principal) -> Response:
 )
 async def arrivals(services: Services, *, principal: Principal) -> Response:
     query = decode_query(d.DayListQuery)
-    spec = ViewSpec("arrivals", query.date)
+    spec = ViewSpec("arrivals", _within_reach(query.date))
     return await _serve(services, principal, query.property_id, spec, query.limit)
 
 
@@ -75,7 +76,7 @@ async def arrivals(services: Services, *, principal: Principal) -> Response:
 )
 async def departures(services: Services, *, principal: Principal) -> Response:
     query = decode_query(d.DayListQuery)
-    spec = ViewSpec("departures", query.date)
+    spec = ViewSpec("departures", _within_reach(query.date))
     return await _serve(services, principal, query.property_id, spec, query.limit)
 
 
@@ -212,3 +213,13 @@ def _record(
         device_id=principal.device_id,
         request_id=request_id() or None,
     )
+
+
+def _within_reach(day: date | None) -> date | None:
+    """A day within ``MAX_DAYS_AWAY`` of today: every distinct day is a cache entry (and an
+    index entry), so the days a client may ask for are bounded."""
+    if day is not None and abs((day - datetime.now(UTC).date()).days) > MAX_DAYS_AWAY:
+        raise ApiError(
+            Code.VALIDATION_FAILED, f"date: must be within {MAX_DAYS_AWAY} days of today"
+        )
+    return day

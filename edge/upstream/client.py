@@ -2,8 +2,11 @@
 
 Cancel-safety: httpcore 1.0.9 can leak a pool slot when a request is cancelled while it waits
 for a connection under pool contention (encode/httpcore#1093, open). Each upstream therefore has
-its own concurrency limit (a Trio ``CapacityLimiter``, cancel-safe) and the pool is sized to the
-sum of those limits, so httpcore never queues: waiting happens in Trio, not in httpcore.
+its own concurrency limit (a Trio ``CapacityLimiter``, cancel-safe; operations in a policy lane
+have their lane's) and the pool is sized to the sum of those limits, so httpcore never queues:
+waiting happens in Trio, not in httpcore. That wait is part of an attempt's budget but not the
+upstream's doing: a timeout spent queueing, or after queueing took part of the budget, does
+not count against the upstream's circuit (a half-open trial's timeout aside).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import logging
 import random
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
@@ -20,7 +23,7 @@ import msgspec
 import trio
 
 from edge.metrics import Metrics
-from edge.upstream.breaker import CircuitBreaker
+from edge.upstream.breaker import CircuitBreaker, CircuitOpen
 from edge.upstream.deadline import MIN_ATTEMPT_S, attempt_budget, time_left
 from edge.upstream.errors import FailureKind, UpstreamFailure, UpstreamRejected
 from edge.upstream.idtoken import IdTokens, IdTokenUnavailable
@@ -43,6 +46,13 @@ class Upstream:
     policy: Policy
     breaker: CircuitBreaker
     limiter: trio.CapacityLimiter
+    # The limit of each lane of the policy's (edge/upstream/policy.py), by lane name.
+    lanes: Mapping[str, trio.CapacityLimiter] = field(default_factory=dict)
+
+    def limiter_for(self, op: str) -> trio.CapacityLimiter:
+        """The limit ``op`` waits for: its lane's, else the upstream's shared one."""
+        lane = self.policy.lane(op)
+        return self.lanes[lane] if lane is not None else self.limiter
 
 
 class _AttemptFailed(Exception):
@@ -146,28 +156,38 @@ class UpstreamClient:
             raise _AttemptFailed(
                 "timeout", "caller's deadline already spent", retryable=False, counts=False
             )
-        if not target.breaker.try_acquire():
-            self._metrics.upstream_requests.labels(name, op, "circuit_open").inc()
-            raise _AttemptFailed("circuit_open", "circuit open", retryable=False, counts=False)
         started = trio.current_time()
-        verdict: bool | None = None
         try:
-            answer = await self._send(
-                target, method, path, op, budget, capped, params, content, headers
-            )
-            verdict = answer.status_code < 500
-            return answer
-        except _AttemptFailed as failed:
-            verdict = False if failed.counts else None
-            raise
-        finally:
-            self._metrics.upstream_latency.labels(name, op).observe(trio.current_time() - started)
-            if verdict is True:
-                target.breaker.success()
-            elif verdict is False:
-                target.breaker.failure()
-            else:
-                target.breaker.release()
+            with target.breaker.attempt() as permit:
+                # A trial runs shielded (it cannot be abandoned by its caller) within ``budget``.
+                try:
+                    answer = await self._send(
+                        target,
+                        method,
+                        path,
+                        op,
+                        budget,
+                        capped,
+                        params,
+                        content,
+                        headers,
+                        trial=permit.trial,
+                    )
+                except _AttemptFailed as failed:
+                    if failed.counts:
+                        permit.failure()
+                    raise
+                finally:
+                    self._metrics.upstream_latency.labels(name, op).observe(
+                        trio.current_time() - started
+                    )
+                permit.success()  # _send raises on a 5xx: the upstream answered
+                return answer
+        except CircuitOpen:
+            self._metrics.upstream_requests.labels(name, op, "circuit_open").inc()
+            raise _AttemptFailed(
+                "circuit_open", "circuit open", retryable=False, counts=False
+            ) from None
 
     async def _send(
         self,
@@ -180,11 +200,18 @@ class UpstreamClient:
         params: Mapping[str, str] | None,
         content: bytes | None,
         headers: dict[str, str],
+        *,
+        trial: bool = False,
     ) -> httpx.Response:
+        """One request within ``budget``. A ``trial``'s timeout always counts against the
+        upstream: a trial that cannot answer in time has not shown that it is back."""
         name = target.name
         answer: httpx.Response | None = None
+        queued_at = trio.current_time()
+        waited: float | None = None  # in this process's queue, until the attempt holds its limit
         with trio.move_on_after(budget) as scope:
-            async with target.limiter:
+            async with target.limiter_for(op):
+                waited = trio.current_time() - queued_at
                 try:
                     token = await self._id_tokens.token(target.base_url)
                 except IdTokenUnavailable as exc:
@@ -202,14 +229,27 @@ class UpstreamClient:
                     raise _AttemptFailed(
                         "connect", f"{type(exc).__name__}", retryable=True, counts=True
                     ) from None
+        if scope.cancelled_caught and waited is None:
+            # Spent waiting behind this process's own calls: the upstream was never asked, so
+            # this says nothing about its health (the calls holding the limit will tell).
+            self._metrics.upstream_requests.labels(name, op, "queued").inc()
+            raise _AttemptFailed(
+                "timeout",
+                f"no free connection within {int(budget * 1000)} ms (too many calls in flight)",
+                retryable=False,
+                counts=False,
+            )
         if scope.cancelled_caught or answer is None:
             self._metrics.upstream_requests.labels(name, op, "timeout").inc()
             why = "caller's deadline" if capped else f"{int(budget * 1000)} ms timeout"
+            # The upstream had less than its policy timeout when the queue took part of it: a
+            # timeout then tells against this process's load, not against the upstream.
+            queued = waited is not None and waited >= MIN_ATTEMPT_S
             raise _AttemptFailed(
                 "timeout",
                 f"no answer within {int(budget * 1000)} ms ({why})",
                 retryable=not capped,
-                counts=not capped,
+                counts=trial or not (capped or queued),
             )
         if answer.status_code >= 500:
             self._metrics.upstream_requests.labels(name, op, "error").inc()
@@ -268,8 +308,10 @@ def drift_field(exc: msgspec.DecodeError) -> str:
     return path or "$"
 
 
-def pool_limits(per_upstream: int) -> httpx.Limits:
-    total = per_upstream * len(UPSTREAM_NAMES)
+def pool_limits(per_upstream: int, lanes: int = 0) -> httpx.Limits:
+    """As many connections as calls may be in flight: every upstream's limit plus ``lanes``
+    (the sum of the lanes' limits), so httpcore never queues."""
+    total = per_upstream * len(UPSTREAM_NAMES) + lanes
     return httpx.Limits(
         max_connections=total, max_keepalive_connections=total, keepalive_expiry=30.0
     )

@@ -15,7 +15,7 @@ from edge.upstream.apis import Upstreams
 from edge.upstream.breaker import CircuitBreaker, circuits_probe
 from edge.upstream.client import Upstream, UpstreamClient, pool_limits
 from edge.upstream.idtoken import IdTokens, MetadataIdTokens, NoIdTokens
-from edge.upstream.policy import POLICIES
+from edge.upstream.policy import POLICIES, REFRESH_LANE
 from schemas.upstream import UPSTREAM_NAMES, UpstreamName
 
 PRODUCTION_HOST = "https://{name}.melmastoon.internal"
@@ -38,11 +38,24 @@ def uses_id_tokens(settings: Settings) -> bool:
     return settings.upstream_auth == "google"
 
 
+def lane_capacity(settings: Settings, lane: str) -> int:
+    """Requests in flight a policy lane allows (edge/upstream/policy.py)."""
+    if lane == REFRESH_LANE:
+        return settings.upstream_refresh_concurrency
+    return settings.upstream_concurrency
+
+
 def build_upstreams(settings: Settings, metrics: Metrics) -> Upstreams:
     """Create the clients (nothing connects yet); close with :func:`close_upstreams`."""
+    lanes = {
+        name: {lane: lane_capacity(settings, lane) for lane in set(POLICIES[name].lanes.values())}
+        for name in UPSTREAM_NAMES
+    }
     # No httpx timeouts: every attempt runs under a Trio cancel scope (edge/upstream/deadline.py).
     http = httpx.AsyncClient(
-        limits=pool_limits(settings.upstream_concurrency),
+        limits=pool_limits(
+            settings.upstream_concurrency, sum(sum(c.values()) for c in lanes.values())
+        ),
         timeout=None,  # noqa: S113
         follow_redirects=False,
     )
@@ -58,6 +71,7 @@ def build_upstreams(settings: Settings, metrics: Metrics) -> Upstreams:
                 metrics=metrics,
             ),
             limiter=trio.CapacityLimiter(settings.upstream_concurrency),
+            lanes={lane: trio.CapacityLimiter(c) for lane, c in lanes[name].items()},
         )
         for name in UPSTREAM_NAMES
     }

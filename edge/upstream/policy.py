@@ -23,6 +23,12 @@ A retry count applies to reads always and to mutations only when they carry an
 ``Idempotency-Key`` (a mutation without one is never sent twice). iam's calls are classed by
 operation: validate-like calls (session lookup, attestStepUp, refresh-token introspection) get
 200 ms, refresh-like calls (refresh, sign-out, JWKS) 600 ms.
+
+Concurrency: each upstream has one limit of requests in flight (``BFF_UPSTREAM_CONCURRENCY``),
+except operations a policy puts in a **lane** of their own, which wait for and hold only their
+lane's limit. iam's token-refresh operations (introspection and rotation, driven by devices and
+so by anyone on the internet) have the ``refresh`` lane (``BFF_UPSTREAM_REFRESH_CONCURRENCY``):
+a refresh flood while iam is slow queues behind itself, never in front of JWKS or step-up.
 """
 
 from __future__ import annotations
@@ -41,6 +47,11 @@ class Policy:
     read_retries: int
     mutation_retries: int  # used only when the mutation carries an Idempotency-Key
     op_timeouts_s: Mapping[str, float] = field(default_factory=dict)
+    lanes: Mapping[str, str] = field(default_factory=dict)  # operation -> its own lane
+
+    def lane(self, op: str) -> str | None:
+        """The lane ``op`` waits in, or ``None`` for the upstream's shared limit."""
+        return self.lanes.get(op)
 
     def timeout_s(self, op: str, *, mutation: bool) -> float:
         if op in self.op_timeouts_s:
@@ -51,6 +62,9 @@ class Policy:
         if not mutation:
             return 1 + self.read_retries
         return 1 + (self.mutation_retries if idempotency_key else 0)
+
+
+REFRESH_LANE = "refresh"
 
 
 def _same(timeout_s: float, retries: int) -> Policy:
@@ -72,6 +86,7 @@ POLICIES: Mapping[UpstreamName, Policy] = MappingProxyType(
                 "signOut": 0.6,
                 "jwks": 0.6,
             },
+            lanes={"introspectRefresh": REFRESH_LANE, "refresh": REFRESH_LANE},
         ),
         "tenant": _same(0.5, 1),
         "reservation": Policy(0.8, 1.5, 0, 1),

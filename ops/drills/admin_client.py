@@ -1,4 +1,9 @@
-"""A small client of the BFF admin endpoint (edge/admin.py), every call under a deadline."""
+"""A small client of the BFF admin endpoint (edge/admin.py), every call under a deadline.
+
+The admin server refuses a ``POST`` that is not ``Content-Type: application/json`` (415) and any
+request whose ``Host`` is not ``127.0.0.1``/``localhost``/``[::1]`` with its port (421): every
+body here is sent as JSON, and ``BFF_ADMIN_URL`` must name the server by such a name.
+"""
 
 from __future__ import annotations
 

@@ -20,6 +20,8 @@ from ops.localstack.procs import (
     LOGS,
     ROOT,
     RUN,
+    PortTaken,
+    StackError,
     alive,
     free_port,
     log_tail,
@@ -40,20 +42,59 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
-def resolve_dependencies() -> dict[str, str]:
-    """Environment for the simulator and BFF, with Postgres, Redis and Pub/Sub found or started."""
-    pg_url, _ = deps.ensure_postgres(_env("BFF_DATABASE_URL", DEFAULT_PG))
-    session_url, _ = deps.ensure_redis(_env("BFF_REDIS_SESSION_URL", DEFAULT_REDIS))
-    cache_default = session_url if "BFF_REDIS_SESSION_URL" not in os.environ else DEFAULT_REDIS
-    cache_url, _ = deps.ensure_redis(_env("BFF_REDIS_CACHE_URL", cache_default))
-    env = {
-        "BFF_DATABASE_URL": pg_url,
-        "BFF_REDIS_SESSION_URL": session_url,
-        "BFF_REDIS_CACHE_URL": cache_url,
+def service_settings() -> dict[str, str]:
+    """Where the simulator and the BFF listen. No ``BFF_INSTANCE_ID``: unless the caller sets
+    one, each BFF process generates its own, so two stacks never share a subscription."""
+    return {
         "PORT": _env("PORT", "8080"),
         "BFF_ADMIN_PORT": _env("BFF_ADMIN_PORT", "8081"),
         "SIM_URL": _env("SIM_URL", "http://127.0.0.1:8090"),
-        "BFF_INSTANCE_ID": _env("BFF_INSTANCE_ID", "local-1"),
+    }
+
+
+def _port(name: str, value: str) -> int:
+    if not value.isdigit() or int(value) > 65535:
+        raise StackError(f"{name} must be a port number, not {value!r}")
+    return int(value)
+
+
+def sim_port(env: dict[str, str]) -> int:
+    port = deps.host_port(env["SIM_URL"], 80)[1]
+    return _port("SIM_URL's port", str(port))
+
+
+def check_service_ports(env: dict[str, str]) -> None:
+    """Refuse, before anything starts, when a port the simulator or the BFF would listen on is
+    in use (``up`` already stopped if this stack's own simulator or BFF were running)."""
+    wanted = [
+        (_port("PORT", env["PORT"]), "the BFF", "PORT={}"),
+        (
+            _port("BFF_ADMIN_PORT", env["BFF_ADMIN_PORT"]),
+            "the BFF's admin endpoint",
+            "BFF_ADMIN_PORT={} (0: no admin endpoint)",
+        ),
+        (sim_port(env), "the simulator", "SIM_URL=http://127.0.0.1:{}"),
+    ]
+    for port, what, setting in wanted:
+        if port and port_open(port):
+            raise PortTaken(port, what, f"set {setting.format(free_port())} or another free port")
+
+
+def resolve_dependencies(services: dict[str, str]) -> dict[str, str]:
+    """Environment for the simulator and BFF, with Postgres, Redis and Pub/Sub found or started.
+    Each one is this stack's own, or a server the settings name (said on the console): never a
+    port that merely happens to answer."""
+    pg_url, _ = deps.ensure_postgres(_env("BFF_DATABASE_URL", DEFAULT_PG))
+    session_url, _ = deps.ensure_redis(_env("BFF_REDIS_SESSION_URL", DEFAULT_REDIS))
+    # The cache tier follows the session tier unless it is named on its own.
+    cache_url = os.environ.get("BFF_REDIS_CACHE_URL") or session_url
+    if cache_url != session_url:
+        cache_url, _ = deps.ensure_redis(cache_url)
+    env = {
+        **services,
+        "BFF_DATABASE_URL": pg_url,
+        "BFF_REDIS_SESSION_URL": session_url,
+        "BFF_REDIS_CACHE_URL": cache_url,
     }
     if os.environ.get("BFF_BUS") != "embedded":
         emulator = deps.ensure_pubsub(os.environ.get("PUBSUB_EMULATOR_HOST", ""))
@@ -81,16 +122,13 @@ def _ready(url: str) -> bool:
 
 
 def start_services(env: dict[str, str]) -> None:
-    sim_port = int(env["SIM_URL"].rsplit(":", 1)[1].split("/")[0])
     bff_port = int(env["PORT"])
-    for name, port in (("sim", sim_port), ("bff", bff_port)):
-        if port_open(port):
-            raise SystemExit(f"[stack] port {port} for {name} is taken by another process")
+    check_service_ports(env)  # again: something may have taken one while the rest started
     spawn(
         "sim",
         [sys.executable, "-m", "ops.sim"],
-        {**env, "PORT": str(sim_port)},
-        port=sim_port,
+        {**env, "PORT": str(sim_port(env))},
+        port=sim_port(env),
         marker="ops.sim",
     )
     _wait_service("sim", f"{env['SIM_URL']}/health", 60)
@@ -134,12 +172,18 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(ENV_FILE.read_text(), end="")
         return 0 if args.detach else 1
     try:
-        env = resolve_dependencies()
+        services = service_settings()
+        check_service_ports(services)
+        env = resolve_dependencies(services)
         run_migrations(env)
         start_services(env)
+    except StackError as exc:
+        say(str(exc))
+        _stop_all()
+        return 1
     except (SystemExit, Exception) as exc:
         say(f"start failed: {exc}")
-        cmd_down(args)
+        _stop_all()
         return 1
     ENV_FILE.write_text(env_lines(env))
     print(env_lines(env), end="")
@@ -168,17 +212,22 @@ def _foreground() -> int:
             code = 1
             break
         time.sleep(0.5)
-    cmd_down(argparse.Namespace())
+    _stop_all()
     return code
 
 
-def cmd_down(args: argparse.Namespace) -> int:
+def _stop_all() -> list[str]:
+    """Stop what this stack started (the records in its state folder), and nothing else."""
     found = records()
     for record in found:
         say(f"stopping {record.name}")
         stop(record)
     ENV_FILE.unlink(missing_ok=True)
-    if not found:
+    return [r.name for r in found]
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    if not _stop_all():
         say("nothing to stop")
     return 0
 
@@ -189,7 +238,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         say("not running")
         return 3
     for record in found:
-        state = "running" if alive(record) or record.name == "postgres" else "dead"
+        state = "running" if alive(record) else "dead"
         print(f"{record.name:10} pid {record.pid:<8} port {record.port:<6} {state}")
     if ENV_FILE.exists():
         bff = next((r for r in found if r.name == "bff"), None)
@@ -306,6 +355,6 @@ def main(argv: list[str] | None = None) -> None:
     LOGS.mkdir(parents=True, exist_ok=True)
     try:
         raise SystemExit(args.run(args))
-    except deps.MissingDependency as exc:
+    except (deps.MissingDependency, StackError) as exc:
         say(str(exc))
         raise SystemExit(1) from None

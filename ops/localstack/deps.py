@@ -14,10 +14,29 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from ops.localstack.procs import ROOT, STATE, Record, port_open, save, say, spawn, wait_for
+from ops.localstack.procs import (
+    STATE,
+    PortTaken,
+    Record,
+    StackError,
+    free_port,
+    log_tail,
+    owner,
+    port_open,
+    save,
+    say,
+    spawn,
+    start_time,
+    wait_for,
+)
 
+# Where the private servers listen unless BFF_PRIVATE_PG_PORT / BFF_PRIVATE_REDIS_PORT say
+# otherwise (settings of the stack, not of the service: edge/settings.py never reads them), and
+# the emulator's address unless PUBSUB_EMULATOR_HOST says otherwise.
 PRIVATE_PG_PORT = 55432
 PRIVATE_REDIS_PORT = 56379
+DEFAULT_EMULATOR_HOST = "127.0.0.1:8085"
+LOOPBACK = ("127.0.0.1", "localhost")
 
 
 class MissingDependency(Exception):
@@ -40,6 +59,27 @@ def host_port(url: str, default_port: int) -> tuple[str, int]:
     return parts.hostname or "127.0.0.1", parts.port or default_port
 
 
+def stack_port(name: str, default: int) -> int:
+    """A port setting of the stack itself (``BFF_PRIVATE_PG_PORT``, …), else ``default``."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise StackError(f"{name} must be a port number (1-65535), not {raw!r}")
+    return int(raw)
+
+
+def where(url: str) -> str:
+    """``host:port/path`` of a URL, without its scheme and credentials (for messages)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}{parts.path}" if parts.port else f"{parts.hostname}"
+
+
+def ours(host: str, port: int) -> bool:
+    """Whether ``host:port`` is served by a process this checkout's stack started."""
+    return host in LOOPBACK and owner(port) is not None
+
+
 def with_port(url: str, port: int, path: str | None = None) -> str:
     parts = urlsplit(url)
     netloc = parts.netloc.rsplit("@", 1)
@@ -58,13 +98,16 @@ def pg_binary(name: str) -> str | None:
     return shutil.which(name) or (candidates[0] if candidates else None)
 
 
-def private_pg_dir(scope: str) -> Path:
-    """Where a private cluster lives. As root it runs as ``nobody``, which may not be able to
-    enter the checkout (e.g. under /root), so root's clusters live under /var/tmp."""
+def private_pg_dir(scope: str, state: Path = STATE) -> Path:
+    """Where the private cluster of the stack whose state folder is ``state`` lives. As root it
+    runs as ``nobody``, which may not be able to enter the checkout (e.g. under /root), so
+    root's clusters live under /var/tmp, one folder per state folder (a checkout's ``.state``
+    keys it by the checkout, as before state folders could be chosen)."""
     if os.geteuid() == 0:
-        digest = hashlib.sha256(str(ROOT).encode()).hexdigest()[:10]
+        key = state.parent if state.name == ".state" else state
+        digest = hashlib.sha256(str(key).encode()).hexdigest()[:10]
         return Path(f"/var/tmp/bff-backoffice-{digest}") / scope
-    return STATE / scope
+    return state / scope
 
 
 def as_pg_user(argv: list[str]) -> list[str]:
@@ -78,13 +121,18 @@ def initdb_argv(initdb: str, data: Path) -> list[str]:
 
 
 def ensure_postgres(
-    url: str, *, base: Path | None = None, port: int = PRIVATE_PG_PORT, record: bool = True
+    url: str, *, base: Path | None = None, port: int | None = None, record: bool = True
 ) -> tuple[str, list[str] | None]:
-    """Return (url, stop command or None): the configured server when reachable, else a private
-    cluster in ``base`` (default: the state folder) on ``port``."""
+    """Return (url, stop command or None): the configured server when reachable (saying so
+    when this stack did not start it), else a private cluster in ``base`` (default: per state
+    folder) on ``port`` (default: ``BFF_PRIVATE_PG_PORT``, 55432). A private port in use by
+    anything but this cluster is refused, never shared."""
     host, configured_port = host_port(url, 5432)
     if port_open(configured_port, host):
+        if not ours(host, configured_port):
+            say(f"using Postgres at {where(url)} (not started by this stack)")
         return url, None
+    port = port or stack_port("BFF_PRIVATE_PG_PORT", PRIVATE_PG_PORT)
     if not pg_binary("initdb"):
         apt_install("postgresql")
     initdb, pg_ctl = pg_binary("initdb"), pg_binary("pg_ctl")
@@ -93,8 +141,22 @@ def ensure_postgres(
     base = base or private_pg_dir("pg")
     data = base / "data"
     private_url = with_port(url, port)
+    stop = as_pg_user([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"])
+    running = running_postmaster(data)
+    if running is not None:  # this stack's cluster, still up (its record may have been lost)
+        pid, running_port = running
+        if running_port != port:
+            raise StackError(
+                f"this stack's private Postgres runs on port {running_port}, not on"
+                f" BFF_PRIVATE_PG_PORT={port}: ./ops/stack down first"
+            )
+        if record:
+            save(_pg_record(pid, port, stop))
+        return private_url, stop
     if port_open(port):
-        return private_url, None
+        raise PortTaken(
+            port, "private Postgres", f"set BFF_PRIVATE_PG_PORT to a free port (e.g. {free_port()})"
+        )
     base.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         shutil.chown(base, "nobody")
@@ -129,17 +191,27 @@ def ensure_postgres(
         capture_output=True,
         cwd=tempfile.gettempdir(),
     )
-    stop = as_pg_user([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"])
+    running = running_postmaster(data)
     if record:
-        save(Record(name="postgres", pid=_pg_pid(data), marker="postgres", port=port, stop=stop))
+        save(_pg_record(running[0] if running else 0, port, stop))
     return private_url, stop
 
 
-def _pg_pid(data: Path) -> int:
+def _pg_record(pid: int, port: int, stop: list[str]) -> Record:
+    return Record(
+        name="postgres", pid=pid, marker="postgres", port=port, stop=stop, started=start_time(pid)
+    )
+
+
+def running_postmaster(data: Path) -> tuple[int, int] | None:
+    """(pid, port) of the live postmaster of the cluster in ``data``, or None."""
     try:
-        return int((data / "postmaster.pid").read_text().split()[0])
+        lines = (data / "postmaster.pid").read_text().splitlines()
+        pid, port = int(lines[0]), int(lines[3])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError, IndexError):
-        return 0
+        return None
+    return (pid, port) if b"postgres" in cmdline else None
 
 
 # --- Redis --------------------------------------------------------------------------------------
@@ -168,28 +240,39 @@ def redis_argv(port: int, data: Path) -> list[str]:
     ]
 
 
-def ensure_redis(
-    url: str, *, name: str = "redis", port: int = PRIVATE_REDIS_PORT
-) -> tuple[str, bool]:
-    """Return (url, started_here): the configured server when reachable, else a private one."""
+def ensure_redis(url: str, *, name: str = "redis", port: int | None = None) -> tuple[str, bool]:
+    """Return (url, started_here): the configured server when reachable (saying so when this
+    stack did not start it), else a private one on ``port`` (default: ``BFF_PRIVATE_REDIS_PORT``,
+    56379). A private port in use by anything but this stack's Redis is refused, never shared."""
     host, configured_port = host_port(url, 6379)
     if port_open(configured_port, host):
+        if not ours(host, configured_port):
+            prefix = os.environ.get("BFF_REDIS_PREFIX") or "bff"
+            say(f"using Redis at {where(url)} (not started by this stack; keys under {prefix}:)")
         return url, False
+    port = port or stack_port("BFF_PRIVATE_REDIS_PORT", PRIVATE_REDIS_PORT)
     private_url = with_port(url, port)
-    if port_open(port):
+    if owner(port) is not None:
         return private_url, False
+    if port_open(port):
+        raise PortTaken(
+            port, "private Redis", f"set BFF_PRIVATE_REDIS_PORT to a free port (e.g. {free_port()})"
+        )
     data = STATE / name
     data.mkdir(parents=True, exist_ok=True)
     say(f"starting private Redis on 127.0.0.1:{port}")
-    spawn(
-        name,
-        redis_argv(port, data),
-        {},
-        port=port,
-        marker=str(port),
-    )
-    wait_for(lambda: port_open(port), 15, "redis")
+    proc = spawn(name, redis_argv(port, data), {}, port=port, marker=str(port))
+    _wait_listening(name, proc, "127.0.0.1", port, 15)
     return private_url, True
+
+
+def _wait_listening(
+    name: str, proc: subprocess.Popen[bytes], host: str, port: int, timeout: float
+) -> None:
+    """Wait until ``proc`` answers on ``host:port``; fail with its log if it exits first."""
+    wait_for(lambda: port_open(port, host) or proc.poll() is not None, timeout, name)
+    if proc.poll() is not None:
+        raise StackError(f"{name} exited (log: {log_tail(name, 5)})")
 
 
 # --- Pub/Sub emulator ---------------------------------------------------------------------------
@@ -259,19 +342,41 @@ def emulator_command(host: str, port: int) -> list[str] | None:
     ]
 
 
-def ensure_pubsub(configured: str, port: int = 8085) -> str | None:
-    """Return the emulator host:port to use, or None (the service then uses the embedded bus)."""
-    if configured:
-        host, _, p = configured.rpartition(":")
-        if port_open(int(p), host or "127.0.0.1"):
-            return configured
-    argv = emulator_command("127.0.0.1", port)
+def ensure_pubsub(configured: str) -> str | None:
+    """Return the emulator's host:port, or None (the service then uses the embedded bus).
+
+    The emulator at ``configured`` (``PUBSUB_EMULATOR_HOST``) when it answers; else one started
+    on that address (default 127.0.0.1:8085). The default port in use by an emulator this stack
+    did not start is refused, never shared."""
+    address = configured or DEFAULT_EMULATOR_HOST
+    host, _, port_text = address.rpartition(":")
+    host = host or "127.0.0.1"
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise StackError(f"PUBSUB_EMULATOR_HOST must be host:port, not {configured!r}")
+    port = int(port_text)
+    if port_open(port, host):
+        if ours(host, port):
+            return address
+        if configured:
+            say(f"using the Pub/Sub emulator at {address} (not started by this stack)")
+            return address
+        raise PortTaken(
+            port,
+            "Pub/Sub emulator",
+            f"set PUBSUB_EMULATOR_HOST=127.0.0.1:{port} to use it, or to a free address"
+            f" (e.g. 127.0.0.1:{free_port()}) for an emulator of this stack's own",
+        )
+    argv = emulator_command(host, port)
     if argv is None:
         say("gcloud not found: the BFF uses the embedded bus (Redis Streams)")
         return None
-    if port_open(port):
-        return f"127.0.0.1:{port}"
-    say(f"starting the Pub/Sub emulator on 127.0.0.1:{port}")
-    spawn("pubsub", argv, {}, port=port, marker=f"{port}")
-    wait_for(lambda: port_open(port), 90, "pubsub emulator")
-    return f"127.0.0.1:{port}"
+    if host not in LOOPBACK:
+        raise StackError(
+            f"nothing answers at PUBSUB_EMULATOR_HOST={address}, and the stack starts an"
+            " emulator only on this machine (127.0.0.1:<port>)"
+        )
+    say(f"starting the Pub/Sub emulator on {address}")
+    marker = next(a for a in argv if a.startswith(("--port=", "--host-port=")))
+    proc = spawn("pubsub", argv, {}, port=port, marker=marker)
+    _wait_listening("pubsub", proc, host, port, 90)
+    return address

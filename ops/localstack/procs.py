@@ -14,7 +14,7 @@ from pathlib import Path
 import msgspec
 
 ROOT = Path(__file__).resolve().parents[2]
-STATE = Path(os.environ.get("BFF_STACK_STATE", ROOT / ".state"))
+STATE = ROOT / (os.environ.get("BFF_STACK_STATE") or ".state")  # relative: to the checkout
 RUN = STATE / "run"
 LOGS = STATE / "logs"
 
@@ -27,6 +27,23 @@ class Record(msgspec.Struct, kw_only=True):
     marker: str  # a string its command line contains (guards against pid reuse)
     port: int = 0
     stop: list[str] = msgspec.field(default_factory=list)  # custom stop command (pg_ctl)
+    started: int = 0  # its start time (/proc/<pid>/stat, clock ticks): tells a reused pid apart
+
+
+class StackError(Exception):
+    """Why ``up`` cannot go on, in one line that says what to do about it."""
+
+
+class PortTaken(StackError):
+    """A port the stack needs answers, and the process on it was not started by this
+    checkout's stack: the stack refuses rather than share it silently."""
+
+    def __init__(self, port: int, what: str, remedy: str) -> None:
+        super().__init__(
+            f"port {port} ({what}) is in use by a process this checkout's stack did not start:"
+            f" {remedy}"
+        )
+        self.port = port
 
 
 def say(message: str) -> None:
@@ -71,7 +88,13 @@ def spawn(
         cwd=ROOT,
         start_new_session=True,
     )
-    record = Record(name=name, pid=proc.pid, marker=marker or argv[-1], port=port)
+    record = Record(
+        name=name,
+        pid=proc.pid,
+        marker=marker or argv[-1],
+        port=port,
+        started=start_time(proc.pid),
+    )
     save(record)
     # Between fork and exec the child still shows our command line: wait for the exec.
     wait_for(lambda: alive(record) or proc.poll() is not None, 10, f"{name} to exec")
@@ -91,12 +114,32 @@ def records() -> list[Record]:
     return sorted(found, key=lambda r: order.index(r.name) if r.name in order else -1)
 
 
+def start_time(pid: int) -> int:
+    """When ``pid`` started (clock ticks since boot), or 0 when there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    # Field 22; the command name (field 2) may hold spaces and parentheses: count from its end.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19]) if len(fields) > 19 else 0
+
+
 def alive(record: Record) -> bool:
+    if record.pid <= 0:
+        return False
     try:
         cmdline = Path(f"/proc/{record.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return False
+    if record.started and start_time(record.pid) != record.started:
+        return False  # the pid was reused by another process
     return record.marker in cmdline
+
+
+def owner(port: int) -> Record | None:
+    """The live process this checkout's stack started on ``port``, if any."""
+    return next((r for r in records() if r.port == port and alive(r)), None)
 
 
 def stop(record: Record, timeout: float = 20.0) -> None:

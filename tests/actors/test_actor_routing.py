@@ -82,7 +82,14 @@ async def test_session_revoked_reloads_the_device_session_reference(
     assert state.session_ref == "s-1"
     await route_domain_event(
         system,
-        inbound("melmastoon.iam.session.revoked.v1", "tnt-a", deviceId="d1", propertyId="p1"),
+        inbound(
+            "melmastoon.iam.session.revoked.v1",
+            "tnt-a",
+            sessionId="s-1",
+            deviceId="d1",
+            propertyId="p1",
+        ),
+        sessions=world.sessions,
     )
     state = await system.ask(dev, GetState())
     assert state.session_ref is None

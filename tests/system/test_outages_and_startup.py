@@ -134,6 +134,30 @@ def test_postgres_restart_under_heartbeat_load(
     assert all(a["restarts"] == 0 for a in actors["actors"])
 
 
+def test_sign_out_during_a_postgres_outage_still_revokes_everywhere(
+    start_bff: ServiceFactory, sim: SimHandle, private_pg: PrivatePostgres
+) -> None:
+    """The ledger cannot record the sign-out while Postgres is down, but the session must end
+    all the same: the revocation marker (Redis) and iam's revocation do not need Postgres."""
+    dsn = private_pg.url.rsplit("/", 1)[0] + "/bff"
+    trio.run(_create_and_migrate, dsn, "bff", private_pg.url)
+    bff = start_bff(
+        SIM_URL=sim.url,
+        BFF_DATABASE_URL=dsn,
+        BFF_DEPENDENCY_TIMEOUT_S="0.5",
+        BFF_ACTOR_ASK_TIMEOUT_S="2",
+    )
+    desk = Desktop(bff.url, sim.url)
+    assert desk.get(WHOAMI).status_code == 200
+    private_pg.stop()
+    out = desk.post("/bff/backoffice/v1/auth/sign-out")
+    assert out.status_code == 200, out.text
+    assert out.json()["signedOut"] is True and out.json()["iamRevoked"] is True
+    assert any(c["path"].endswith(f"/{desk.session_id}/revoke") for c in sim.calls("iam"))
+    rejected = desk.get(WHOAMI)
+    assert rejected.status_code == 401 and rejected.json()["error"]["code"] == "SESSION_EXPIRED"
+
+
 def test_an_event_waiting_while_the_instance_starts_is_handled(
     start_bff: ServiceFactory, bus_sim: SimHandle, database_url: str
 ) -> None:

@@ -24,6 +24,7 @@ from tests.support.procs import PrivateRedis, ServiceProcess, wait_until
 from tests.support.sim import SimHandle
 
 WHOAMI = "/bff/backoffice/v1/_test/whoami"
+SIGN_OUT = "/bff/backoffice/v1/auth/sign-out"
 
 
 def _proof_headers(desk: Desktop, path: str = WHOAMI, **proof: Any) -> dict[str, str]:
@@ -269,6 +270,38 @@ def test_missing_app_version_is_below_any_floor(desk: Desktop) -> None:
     blank = desk.get(WHOAMI, headers={"X-App-Version": ""})
     _error(blank, 426, "SYNC.VERSION_BLOCKED")
     assert desk.get(WHOAMI).status_code == 200
+
+
+def test_a_malformed_app_version_is_refused_with_no_floor_set(desk: Desktop) -> None:
+    """What a client may send never depends on whether a floor happens to be set."""
+    body = _error(desk.get(WHOAMI, headers={"X-App-Version": "abc"}), 400, "VALIDATION_FAILED")
+    assert body["message"].startswith("X-App-Version")
+
+
+def test_a_request_has_one_app_version(desk: Desktop) -> None:
+    """The heartbeat's body may not claim another version than the checked header."""
+    path = f"/bff/backoffice/v1/devices/{desk.device_id}/heartbeat"
+    older = desk.post(path, json={"appVersion": "1.0.0"}, headers={"X-App-Version": "9.9.9"})
+    assert _error(older, 400, "VALIDATION_FAILED")["message"].startswith("appVersion")
+    same = desk.post(path, json={"appVersion": "9.9.9"}, headers={"X-App-Version": "9.9.9"})
+    assert same.status_code == 200, same.text
+    assert desk.post(path, json={}).status_code == 200  # the header alone is enough
+
+
+def test_sign_out_is_always_allowed(bff: ServiceProcess, sim: SimHandle, redis_prefix: str) -> None:
+    """A suspended tenant's device, or an app below the floor, can still sign out (and a
+    suspended tenant still cannot refresh)."""
+    _set_floor(redis_prefix, "99.0.0")  # every desktop here is below it
+    suspended = Desktop(bff.url, sim.url, "fd.susp", tenant="tnt-suspended")
+    _error(suspended.get(WHOAMI), 503, "TENANT.SUSPENDED")
+    _error(suspended.refresh_response(), 503, "TENANT.SUSPENDED")
+    out = suspended.post(SIGN_OUT)
+    assert out.status_code == 200 and out.json()["signedOut"] is True, out.text
+    _error(suspended.get(WHOAMI), 401, "SESSION_EXPIRED")
+    old = Desktop(bff.url, sim.url, "fd.demo")
+    _error(old.get(WHOAMI), 426, "SYNC.VERSION_BLOCKED")
+    out = old.post(SIGN_OUT)
+    assert out.status_code == 200 and out.json()["signedOut"] is True, out.text
 
 
 def _burst_in_one_window(

@@ -3,12 +3,16 @@ through the bus, MFA step-up, heartbeat (token refresh: test_refresh.py)."""
 
 from __future__ import annotations
 
+import copy
+import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
+import redis
 import trio
 
+from edge.bus.redis_streams import stream_key
 from tests.support.desktop import APP_VERSION, Desktop
 from tests.support.fixtures import REDIS_URL, ServiceFactory
 from tests.support.ledger import ledger_subjects as _ledger_subjects
@@ -143,6 +147,110 @@ def test_disabled_operator_loses_every_session(
     assert bystander.get(WHOAMI).status_code == 200
 
 
+def _subscribed(prefix: str, *instances: str) -> Callable[[], bool]:
+    """Each instance's consumer group on iam's topic exists (embedded bus): an event published
+    from now on reaches every instance."""
+
+    def check() -> bool:
+        client = redis.Redis.from_url(REDIS_URL)
+        try:
+            info = client.xinfo_groups(stream_key(prefix, "melmastoon.iam"))
+        except redis.ResponseError:
+            return False
+        finally:
+            client.close()
+        return {f"bff:{i}" for i in instances} <= {g["name"].decode() for g in info}
+
+    return check
+
+
+def _whoami(desk: Desktop, bff_url: str) -> httpx.Response:
+    """``desk``'s tokens presented to the instance at ``bff_url``."""
+    url = bff_url.rstrip("/") + WHOAMI
+    return httpx.get(url, headers=desk.device.auth_headers("GET", url), timeout=15)
+
+
+def _expired(desk: Desktop, bff_url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        answer = _whoami(desk, bff_url)
+        return answer.status_code == 401 and _code(answer) == "SESSION_EXPIRED"
+
+    return check
+
+
+def _closed_sessions(database_url: str, device_id: str) -> list[tuple[str, str]]:
+    return [
+        (p["sessionId"], p["reason"])
+        for s, p in _ledger_subjects(database_url, f"device:{device_id}")
+        if s.endswith("session.closed.v1")
+    ]
+
+
+def test_disabling_one_operator_on_a_shared_desk_signs_out_only_them(
+    start_bff: ServiceFactory, bus_sim: SimHandle, redis_prefix: str, database_url: str
+) -> None:
+    """F-31 on a shared front desk: X signs in on desk D, then Y on the same D. iam disables X
+    and publishes only ``iam.user.disabled.v1`` (naming X's sessions): X's session is rejected
+    by both instances within the force-logout goal (5 s), Y's is untouched."""
+    admins = {f"desk-{n}": free_port() for n in (1, 2)}
+    first, second = [
+        start_bff(SIM_URL=bus_sim.url, BFF_INSTANCE_ID=name, BFF_ADMIN_PORT=str(port))
+        for name, port in admins.items()
+    ]
+    wait_until(_subscribed(redis_prefix, *admins), 15, "both instances' consumer groups")
+    x = Desktop(first.url, bus_sim.url, "hk.demo")
+    y = Desktop(second.url, bus_sim.url, "fd.demo", device=copy.copy(x.device))  # own tokens
+    assert x.device_id == y.device_id and x.session_id != y.session_id
+    urls = (first.url, second.url)
+    for url in urls:  # X's session opens on D first, then Y's
+        assert _whoami(x, url).status_code == 200
+    for url in urls:
+        assert _whoami(y, url).status_code == 200
+
+    started = time.monotonic()
+    bus_sim.post("/_sim/iam/operators/hk.demo/disable")
+    for url in urls:
+        wait_until(_expired(x, url), 5 - (time.monotonic() - started), f"X rejected at {url}")
+    admin_urls = [f"http://127.0.0.1:{port}" for port in admins.values()]
+    for admin in admin_urls:  # both instances consumed the event and handled it
+        wait_until(_closed_by_actor(admin, x), 15, f"the actor at {admin} to close X's session")
+    for url in urls:
+        assert _whoami(y, url).status_code == 200, "Y was signed out in X's place"
+    for admin in admin_urls:
+        state = _device_state(admin, y)
+        assert y.session_id not in state["closedSessions"]
+        assert state["sessionId"] == y.session_id
+    assert _closed_sessions(database_url, x.device_id) == [(x.session_id, "user_disabled")]
+
+
+def test_a_session_revocation_with_a_malformed_device_id_still_revokes_the_session(
+    start_bff: ServiceFactory, bus_sim: SimHandle, redis_prefix: str, database_url: str
+) -> None:
+    """iam's ``session.revoked`` carrying a malformed ``deviceId`` (or a wrong one): the BFF
+    revokes by ``(tenantId, sessionId)`` — it does not fail open — and the device that holds
+    the session records the close."""
+    bff = start_bff(SIM_URL=bus_sim.url, BFF_INSTANCE_ID="bad-device")
+    wait_until(_subscribed(redis_prefix, "bad-device"), 15, "the instance's consumer group")
+    desk = Desktop(bff.url, bus_sim.url, "fd.demo")
+    assert desk.get(WHOAMI).status_code == 200
+    data = {
+        "tenantId": desk.device.tenant_id,
+        "sessionId": desk.session_id,
+        "operatorId": "opr-fd-demo",
+        "deviceId": "not a device/*",
+        "reason": "security",
+    }
+    bus_sim.post(
+        "/_sim/events", json={"subject": "melmastoon.iam.session.revoked.v1", "data": data}
+    )
+    wait_until(_expired(desk, bff.url), 10, "the revoked session to be rejected")
+    wait_until(
+        lambda: _closed_sessions(database_url, desk.device_id) == [(desk.session_id, "security")],
+        10,
+        "the holding device to record the close",
+    )
+
+
 def test_mfa_step_up_is_single_use(start_bff: ServiceFactory, sim: SimHandle) -> None:
     bff = start_bff(SIM_URL=sim.url)
     desk = Desktop(bff.url, sim.url)
@@ -212,7 +320,11 @@ def test_heartbeat_updates_status_and_counts_retries_once(
     first = desk.post(path, json={"appVersion": APP_VERSION}, headers={"Idempotency-Key": "hb-1"})
     assert first.status_code == 200, first.text
     retry = desk.post(path, json={"appVersion": APP_VERSION}, headers={"Idempotency-Key": "hb-1"})
-    later = desk.post(path, json={"appVersion": "1.5.0"}, headers={"Idempotency-Key": "hb-2"})
+    later = desk.post(
+        path,
+        json={"appVersion": "1.5.0"},
+        headers={"Idempotency-Key": "hb-2", "X-App-Version": "1.5.0"},
+    )
     assert [
         first.json()["heartbeatCount"],
         retry.json()["heartbeatCount"],
@@ -222,6 +334,7 @@ def test_heartbeat_updates_status_and_counts_retries_once(
     trail = _ledger_subjects(database_url, f"device:{desk.device_id}")
     beats = [p for s, p in trail if s.endswith("device.heartbeat.v1")]
     assert [b["commandId"] for b in beats] == ["hb-1", "hb-2"]
+    assert [b["appVersion"] for b in beats] == [APP_VERSION, "1.5.0"]  # the header's version
     bad = desk.post(path, json={"appVersion": 5})
     assert bad.status_code == 400 and "appVersion" in bad.json()["error"]["message"]
 

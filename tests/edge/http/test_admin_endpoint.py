@@ -51,6 +51,94 @@ def test_admin_is_loopback_only_and_absent_from_the_public_port(start_bff: Servi
     assert ready["checks"]["actors"] == {"ok": True}
 
 
+PRODUCTION = {"BFF_MODE": "production", "BFF_PUBLIC_URL": "https://bff.example.test"}
+
+
+def _refused(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code, response.text
+
+
+def test_admin_refuses_what_a_browser_could_be_made_to_send(start_bff: ServiceFactory) -> None:
+    """Issue #11 finding 8: a web page in a developer's browser can POST ``text/plain`` or a
+    form to 127.0.0.1 without a preflight, or rebind its own name to 127.0.0.1; neither may
+    reach an actor. Only JSON, and only with a loopback ``Host`` naming the admin port."""
+    admin_port = free_port()
+    start_bff(BFF_ADMIN_PORT=str(admin_port))
+    admin = f"http://127.0.0.1:{admin_port}"
+    ask = f"{admin}/admin/actors/device/tnt-a/d1/ask"
+    beat = b'{"type": "recordHeartbeat", "commandId": "c-%d", "appVersion": "3.1"}'
+    assert heartbeat(admin, "d1", "c-0").json()["reply"]["heartbeatCount"] == 1
+
+    for n, content_type in enumerate(
+        ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", ""],
+        start=1,
+    ):
+        headers = {"Content-Type": content_type} if content_type else {}
+        sent = httpx.post(ask, content=beat % n, headers=headers, timeout=5)
+        _refused(sent, 415, "UNSUPPORTED_MEDIA_TYPE")
+        killed = httpx.post(
+            f"{admin}/admin/actors/kill", content=b'{"all": true}', headers=headers, timeout=5
+        )
+        _refused(killed, 415, "UNSUPPORTED_MEDIA_TYPE")
+        told = httpx.post(
+            f"{admin}/admin/actors/device/tnt-a/d1/tell",
+            content=beat % (100 + n),
+            headers=headers,
+            timeout=5,
+        )
+        _refused(told, 415, "UNSUPPORTED_MEDIA_TYPE")
+
+    for host in (f"evil.example:{admin_port}", "127.0.0.1", f"127.0.0.1:{admin_port + 1}"):
+        foreign = {"Host": host}
+        _refused(
+            httpx.get(f"{admin}/admin/actors", headers=foreign, timeout=5),
+            421,
+            "MISDIRECTED_REQUEST",
+        )
+        rebound = httpx.post(
+            f"{admin}/admin/actors/kill", json={"all": True}, headers=foreign, timeout=5
+        )
+        _refused(rebound, 421, "MISDIRECTED_REQUEST")
+        asked = httpx.post(
+            ask,
+            content=beat % 200,
+            headers={**foreign, "Content-Type": "application/json"},
+            timeout=5,
+        )
+        _refused(asked, 421, "MISDIRECTED_REQUEST")
+
+    # nothing reached the actor: one heartbeat, never killed
+    listing = httpx.get(f"{admin}/admin/actors", timeout=5).json()
+    [d1] = listing["actors"]
+    assert (d1["processed"], d1["restarts"], d1["status"]) == (1, 0, "running")
+    for host in (f"localhost:{admin_port}", f"[::1]:{admin_port}", f"LOCALHOST:{admin_port}"):
+        local = httpx.get(f"{admin}/admin/actors", headers={"Host": host}, timeout=5)
+        assert local.status_code == 200, (host, local.text)
+    charset = httpx.post(
+        ask,
+        content=beat % 300,
+        headers={"Content-Type": "application/json; charset=utf-8"},
+        timeout=5,
+    )
+    assert charset.json()["reply"]["heartbeatCount"] == 2
+
+
+def test_admin_is_off_by_default_in_production_mode(start_bff: ServiceFactory) -> None:
+    """Issue #11 finding 8: in production mode the admin endpoint is served only when
+    ``BFF_ADMIN=on`` says so (and never when ``BFF_ADMIN=off``, whatever the mode)."""
+    default_port, enabled_port, off_port = free_port(), free_port(), free_port()
+    # the admin server starts before the public port answers: absent now is absent for good
+    start_bff(BFF_ADMIN_PORT=str(default_port), **PRODUCTION)
+    assert listening_addresses(default_port) == []
+    start_bff(BFF_ADMIN_PORT=str(enabled_port), BFF_ADMIN="on", **PRODUCTION)
+    assert listening_addresses(enabled_port) == ["0100007F"]
+    health = httpx.get(f"http://127.0.0.1:{enabled_port}/admin/health", timeout=5)
+    assert health.status_code == 200
+    start_bff(BFF_ADMIN_PORT=str(off_port), BFF_ADMIN="off")
+    assert listening_addresses(off_port) == []
+
+
 def test_admin_lists_asks_and_kills_actors(start_bff: ServiceFactory) -> None:
     admin_port = free_port()
     start_bff(BFF_ADMIN_PORT=str(admin_port))
@@ -174,7 +262,8 @@ def test_a_supervisor_that_gives_up_fails_readiness_until_cleared(
     assert ready.status_code == 503
     body = ready.json()
     assert "actors" in body["down"]
-    assert "device/tnt-a/dev-bad" in body["checks"]["actors"]["detail"]
+    assert "supervisor gave up on 1 actor" in body["checks"]["actors"]["detail"]
+    assert "dev-bad" not in ready.text and "tnt-a" not in ready.text  # public: no ids
     listing = httpx.get(f"{admin}/admin/actors", timeout=5).json()
     bad = next(a for a in listing["actors"] if a["id"] == "dev-bad")
     assert bad["status"] == "failed" and bad["restarts"] == 2

@@ -7,12 +7,14 @@ import base64
 import json
 import re
 import time
+import urllib.parse
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import httpx
+import msgspec
 import pytest
 import redis
 from cryptography.hazmat.primitives import hashes
@@ -22,10 +24,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from jwcrypto import jwk
 
+from edge.admin import api as admin_api
 from edge.auth.dpop import ath_for
 from tests.support.desktop import Desktop
 from tests.support.fixtures import REDIS_URL, ServiceFactory
-from tests.support.procs import ServiceProcess
+from tests.support.procs import ServiceProcess, free_port
 from tests.support.sim import SimHandle
 
 WHOAMI = "/bff/backoffice/v1/_test/whoami"
@@ -356,3 +359,309 @@ def test_jwt_shaped_auth_is_refused_cleanly_at_every_check(
     # The examples got past the proof's shape: to the token, the scopes, the floor, iam.
     assert {"DPOP_INVALID", "SESSION_EXPIRED", "200"} <= set(seen), seen
     assert {"DEVICE_MISMATCH", "PROPERTY_OUT_OF_SCOPE", "SYNC.VERSION_BLOCKED"} & set(seen), seen
+
+
+@pytest.mark.parametrize(
+    ("target", "extra"),
+    [
+        ("whoami", {"jti": b'"\xff"'}),  # was a 500: UnicodeDecodeError out of the decoder
+        ("refresh", {"jti": b'"\xff"'}),
+        ("whoami", {"note": b'"\xff"'}),  # was accepted: an unknown claim was never read
+        ("whoami", {"note": b"[" * 40 + b"]" * 40}),
+    ],
+)
+def test_signed_proof_whose_claims_are_not_json_text_is_dpop_invalid(
+    hostile_bff: ServiceProcess, sim: SimHandle, target: str, extra: dict[str, bytes]
+) -> None:
+    """A proof signed by the device's own key (so every earlier check passes) whose claims are
+    not UTF-8, or nest too deep, is refused like any other bad proof: 401 DPOP_INVALID."""
+    desk = Desktop(hostile_bff.url, sim.url, "fd.demo")
+    method, path, body = PATHS[target]
+    url = desk.bff_url + path
+    assert desk.device.tokens is not None
+    token = desk.device.tokens.access_token
+    claims = {"jti": f'"{uuid.uuid4().hex}"'.encode(), "htm": f'"{method}"'.encode()}
+    claims |= {"htu": json.dumps(url).encode(), "iat": str(int(time.time())).encode()}
+    if target != "refresh":
+        claims["ath"] = f'"{ath_for(token)}"'.encode()
+    claims |= extra
+    payload = b"{" + b",".join(b'"' + k.encode() + b'":' + v for k, v in claims.items()) + b"}"
+    header = {"alg": "ES256", "typ": "dpop+jwt", "jwk": desk.device.key.export_public(as_dict=True)}
+    signing_input = f"{_segment(header)}.{_b64(payload)}"
+    proof = f"{signing_input}.{_es256(desk.device.key, signing_input)}"
+    headers = {"DPoP": proof, "X-App-Version": "1.4.0"}
+    if target != "refresh":
+        headers["Authorization"] = f"DPoP {token}"
+    response = desk.http.request(method, path, headers=headers, json=body)
+    assert response.status_code == 401, response.text
+    assert response.json()["error"]["code"] == "DPOP_INVALID"
+    assert "Traceback" not in hostile_bff.output()
+
+
+# --- Hostile bytes at every route that takes a body or a query -----------------------------
+#
+# Every route that takes a body (every POST: the auth chain reads it too) or a query, found in
+# the public app's /openapi.json and the admin app's route table, gets hostile bytes: nesting
+# far past any schema, invalid UTF-8, NUL, numbers no type holds, duplicate keys, wrong types,
+# truncated JSON, a BOM, other media types; in the query, the path and a few headers too; with
+# a valid DPoP-signed session and without. Never a 5xx, always the envelope (and, from the
+# public app, an X-Request-Id), never a traceback in the log.
+
+DEEP = [b"[" * n + b"]" * n for n in (33, 1_000, 100_000)] + [b"{" * 40 + b"}" * 40]
+HOSTILE_JSON = [
+    *DEEP,
+    b'"\xff"',  # invalid UTF-8 inside a string
+    b'"\xed\xa0\x80"',  # an encoded surrogate
+    b'"\\ud800"',  # a lone surrogate, escaped
+    b'"a\x00b"',  # a raw NUL
+    b'"\\u0000"',
+    b"1e999999",
+    b"-1e999999",
+    b"1" + b"0" * 5000,  # 10**5000
+    b"-" + b"9" * 5000,
+    b"NaN",
+    b"Infinity",
+    b"1.5",
+    b"-1",
+    b"4294967296",
+    b"true",
+    b"null",
+    b"[]",
+    b"{}",
+    b'"' + b"a" * 5000 + b'"',
+    b'"1.4.0"',
+    b'"0.0.1"',
+    b'"2026-01-01T00:00:00Z"',
+    b'"prop-demo-1"',
+    b'"dev-1"',
+    b'"rt_not-issued"',
+    b'"device"',
+    b'"heartbeat"',
+]
+HOSTILE_KEYS = [b"\xff", b"a\x00b", b"\\u0000", b"", b"__proto__", b"type"]
+QUERY_VALUES = [
+    b"1e999999",
+    b"1" + b"0" * 5000,
+    b"-1",
+    b"0",
+    b"1",
+    b"nan",
+    b"inf",
+    b"",
+    b"%FF",
+    b"%00",
+    b"%C0%AF",
+    b"%D9%A3",  # an Arabic-Indic digit
+    b"2026-02-30",
+    b"2026-01-01",
+    b"prop-demo-1",
+    b"prop-demo-2",
+    b"x" * 3000,
+    b"true",
+    b"%5B%5D",
+]
+PATH_VALUES = ["%FF", "%00", "a" * 300, "..", "%2F", "%20", "prop-demo-2", "dev-other"]
+CONTENT_TYPES = [
+    None,
+    "application/json",
+    "application/json; charset=utf-8",
+    "application/json; charset=latin-1",
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=x",
+    "application/merge-patch+json",
+    "",
+]
+BOM = b"\xef\xbb\xbf"
+HOSTILE_HEADERS = ["Idempotency-Key", "X-MFA-Attestation", "Accept", "X-App-Version"]
+ENVELOPE = {"code", "message", "requestId", "retryable"}
+
+
+class Route(NamedTuple):
+    app: str  # "public" or "admin"
+    method: str
+    path: str  # as in the OpenAPI document: ``/devices/{deviceId}/heartbeat``
+    query: tuple[str, ...]  # its query parameters
+    fields: tuple[str, ...]  # its body's members
+
+
+class Probe(NamedTuple):
+    route: Route
+    signed: bool  # with the device's DPoP-bound session (a fresh proof)
+    path_value: str | None  # every path parameter set to this, or to a valid value
+    query: bytes
+    body: bytes | None
+    content_type: str | None
+    header: tuple[str, str] | None
+
+
+def _fields(document: dict[str, Any], schema: dict[str, Any]) -> tuple[str, ...]:
+    ref = schema.get("$ref", "")
+    if ref:
+        schema = document["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    return tuple(schema.get("properties", {}))
+
+
+def _public_routes(document: dict[str, Any]) -> list[Route]:
+    routes = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            parameters = operation.get("parameters", [])
+            query = tuple(p["name"] for p in parameters if p.get("in") == "query")
+            content = operation.get("requestBody", {}).get("content", {})
+            fields: tuple[str, ...] = ()
+            for media in content.values():
+                fields += _fields(document, media.get("schema", {}))
+            if query or content or method != "get":
+                routes.append(Route("public", method.upper(), path, query, fields))
+    return routes
+
+
+def _admin_routes() -> list[Route]:
+    routes = []
+    for spec, _ in admin_api.routes:
+        query = _struct_fields(spec.query)
+        fields = _struct_fields(spec.body)
+        if spec.query is not None or spec.body is not None or spec.method != "GET":
+            routes.append(Route("admin", spec.method, spec.path, query, fields))
+    return routes
+
+
+def _struct_fields(model: type[msgspec.Struct] | None) -> tuple[str, ...]:
+    return tuple(f.encode_name for f in msgspec.structs.fields(model)) if model else ()
+
+
+def _json_object(members: list[tuple[bytes, bytes]]) -> bytes:
+    return b"{" + b",".join(b'"' + key + b'":' + value for key, value in members) + b"}"
+
+
+def _bodies(route: Route) -> st.SearchStrategy[bytes]:
+    names = [name.encode() for name in route.fields]
+    key = st.sampled_from(names + names + HOSTILE_KEYS) | st.binary(max_size=6)
+    value = st.sampled_from(HOSTILE_JSON) | st.binary(max_size=12).map(lambda b: b'"' + b + b'"')
+    member = st.tuples(key, value)
+    obj = st.lists(member, max_size=4).map(_json_object)
+    duplicate = st.tuples(key, value, value).map(lambda t: _json_object([(t[0], t[1]), t[0:3:2]]))
+    return st.one_of(
+        obj,
+        duplicate,
+        st.sampled_from(HOSTILE_JSON),
+        obj.flatmap(lambda b: st.integers(0, max(len(b) - 1, 0)).map(lambda i: b[:i])),
+        obj.map(lambda b: BOM + b),
+        st.binary(max_size=300),
+    )
+
+
+def _queries(route: Route) -> st.SearchStrategy[bytes]:
+    names = [name.encode() for name in route.query]
+    name = st.sampled_from(names + names + [b"x", b"propertyId", b"%FF", b""])
+    value = st.sampled_from(QUERY_VALUES) | st.binary(max_size=12).map(
+        lambda b: urllib.parse.quote_from_bytes(b).encode()
+    )
+    pairs = st.lists(st.tuples(name, value), max_size=4)
+    return pairs.map(lambda ps: b"&".join(k + b"=" + v for k, v in ps))
+
+
+def _probes(routes: list[Route]) -> st.SearchStrategy[Probe]:
+    def for_route(route: Route) -> st.SearchStrategy[Probe]:
+        takes_body = route.method != "GET"
+        return st.builds(
+            Probe,
+            route=st.just(route),
+            signed=st.booleans(),
+            path_value=(st.none() | st.sampled_from(PATH_VALUES))
+            if "{" in route.path
+            else st.none(),
+            query=_queries(route),
+            body=_bodies(route) if takes_body else st.none(),
+            content_type=st.sampled_from(CONTENT_TYPES) if takes_body else st.none(),
+            header=st.none() | st.tuples(st.sampled_from(HOSTILE_HEADERS), header_text),
+        )
+
+    return st.sampled_from(routes).flatmap(for_route)
+
+
+def _path(probe: Probe, desk: Desktop) -> str:
+    valid = {"deviceId": desk.device_id, "propertyId": "prop-demo-1", "kind": "device"}
+    valid |= {"tenant": "tnt-demo", "actor_id": desk.device_id}
+
+    def fill(match: re.Match[str]) -> str:
+        return probe.path_value or valid.get(match[1], "x")
+
+    return re.sub(r"\{([^}]+)\}", fill, probe.route.path)
+
+
+def _hostile_request(probe: Probe, desk: Desktop, bases: dict[str, str]) -> httpx.Response:
+    path = _path(probe, desk)
+    headers: dict[str, str] = {}
+    if probe.signed:
+        headers |= desk.headers(probe.route.method, path)
+    if probe.content_type is not None:
+        headers["Content-Type"] = probe.content_type
+    if probe.header is not None:
+        headers[probe.header[0]] = probe.header[1]
+    encoded = {k.encode(): v.strip().encode("latin-1") for k, v in headers.items()}
+    url = httpx.URL(bases[probe.route.app] + path).copy_with(query=probe.query or None)
+    return desk.http.request(probe.route.method, url, content=probe.body, headers=encoded)
+
+
+def test_hostile_bytes_at_every_route_never_crash(
+    start_bff: ServiceFactory, sim: SimHandle
+) -> None:
+    admin_port = free_port()
+    bff = start_bff(SIM_URL=sim.url, BFF_ADMIN_PORT=str(admin_port))
+    bases = {"public": bff.url, "admin": f"http://127.0.0.1:{admin_port}"}
+    document = httpx.get(bff.url + "/openapi.json").json()
+    routes = _public_routes(document) + _admin_routes()
+    by_path = {(r.method, r.path): r for r in routes}
+    heartbeat = by_path["POST", "/bff/backoffice/v1/devices/{deviceId}/heartbeat"]
+    sign_out = by_path["POST", "/bff/backoffice/v1/auth/sign-out"]
+    refresh = by_path["POST", "/bff/backoffice/v1/auth/refresh"]
+    assert {r.app for r in routes} == {"public", "admin"}
+    assert any(r.query for r in routes) and any(r.fields for r in routes)
+    desk = Desktop(bff.url, sim.url, "fd.demo")
+    seen: Counter[str] = Counter()
+
+    def issue(route: Route, body: bytes) -> Probe:
+        """The hostile run's requests (issue #10): authenticated, JSON, this body."""
+        return Probe(route, True, None, b"", body, "application/json", None)
+
+    @settings(
+        max_examples=200,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(probe=_probes(routes))
+    @example(probe=issue(heartbeat, b"[" * 1000 + b"]" * 1000))
+    @example(probe=issue(heartbeat, b"[" * 100_000 + b"]" * 100_000))
+    @example(probe=issue(heartbeat, b'{"appVersion":"1.4.0","syncCursor":"\xff"}'))
+    @example(probe=issue(sign_out, b"[" * 1000 + b"]" * 1000))
+    @example(probe=issue(sign_out, b'{"deviceId":"\xff"}'))
+    @example(probe=issue(refresh, b"[" * 100_000 + b"]" * 100_000))
+    @example(probe=issue(refresh, b'{"refreshToken":"\xff"}'))
+    def probe_route(probe: Probe) -> None:
+        response = _hostile_request(probe, desk, bases)
+        assert response.status_code < 500, (probe, response.text, bff.output()[-3000:])
+        if probe.route.app == "public":
+            assert response.headers.get("x-request-id"), probe
+        if response.status_code >= 400:
+            error = response.json()["error"]
+            assert set(error) == ENVELOPE, (probe, response.text)
+            seen[error["code"]] += 1
+        else:
+            seen[str(response.status_code)] += 1
+        if probe.route == sign_out and response.status_code == 200:
+            desk.device.sign_in("fd.demo")  # signed out: the next probes need a session
+
+    try:
+        probe_route()
+    finally:
+        desk.close()
+    log = bff.output()
+    assert "Traceback" not in log and "unhandled" not in log
+    # The probes got past the auth chain and the media type, to the decoders and beyond.
+    assert {"VALIDATION_FAILED", "UNSUPPORTED_MEDIA_TYPE", "200"} <= set(seen), seen

@@ -3,6 +3,8 @@
 The test stops private Redis/Postgres servers it started itself, never the machine's shared ones.
 """
 
+import contextlib
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,8 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.edge.http.test_admin_endpoint import _poison, heartbeat
 from tests.support.fixtures import ServiceFactory
-from tests.support.procs import PrivatePostgres, PrivateRedis, SilentServer, wait_until
+from tests.support.procs import PrivatePostgres, PrivateRedis, SilentServer, free_port, wait_until
 
 
 def _ready(url: str) -> tuple[int, dict[str, Any]]:
@@ -93,6 +96,71 @@ def test_postgres_down_then_back(start_bff: ServiceFactory, private_pg: PrivateP
     assert body["down"] == []
 
 
+def _log_records(output: str) -> list[dict[str, Any]]:
+    records = []
+    for line in output.splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict):
+                records.append(record)
+    return records
+
+
+def test_public_readiness_names_no_host_driver_text_or_ids(
+    start_bff: ServiceFactory, private_pg: PrivatePostgres
+) -> None:
+    """Issue #11 finding 9: ``/health/ready`` is public. With Postgres gone and an actor whose
+    supervisor gave up it says which checks fail in fixed words; the driver's message (host,
+    port) and the actor's address (tenant and device ids) are in the log only."""
+    import trio
+
+    from tests.support.fixtures import _create_and_migrate
+
+    dsn = private_pg.url.rsplit("/", 1)[0] + "/bff"
+    trio.run(_create_and_migrate, dsn, "bff", private_pg.url)
+    trio.run(_poison, dsn)  # device/tnt-a/dev-bad can never activate
+    admin_port = free_port()
+    bff = start_bff(
+        BFF_DATABASE_URL=dsn,
+        BFF_DEPENDENCY_TIMEOUT_S="0.5",
+        BFF_ADMIN_PORT=str(admin_port),
+        BFF_ACTOR_MAX_RESTARTS="2",
+        BFF_ACTOR_RESTART_MIN_S="0.01",
+        BFF_ACTOR_RESTART_MAX_S="0.02",
+    )
+    assert heartbeat(f"http://127.0.0.1:{admin_port}", "dev-bad", "c1").status_code == 503
+    private_pg.stop()
+    body = _wait_status(bff.url, 503)
+    wait_until(
+        lambda: _ready(bff.url)[1]["down"] == ["actors", "postgres"], 30, "postgres to be down"
+    )
+    response = httpx.get(f"{bff.url}/health/ready", timeout=10)
+    body = response.json()
+    assert response.status_code == 503 and body["down"] == ["actors", "postgres"], body
+    text = response.text
+    for secret in (str(private_pg.port), "127.0.0.1", "postgres@", "dev-bad", "tnt-a", "device/"):
+        assert secret not in text, (secret, text)
+    for driver in ("Error", "Errno", "refused", "closed", "asyncpg", "Connect"):
+        assert driver not in text, (driver, text)
+    assert body["checks"]["postgres"] == {
+        "ok": False,
+        "detail": body["checks"]["postgres"]["detail"],
+    }
+    assert body["checks"]["postgres"]["detail"] and body["checks"]["actors"]["detail"]
+
+    def logged() -> bool:
+        _ready(bff.url)  # probes run on demand
+        records = _log_records(bff.output())
+        failing = [r for r in records if r.get("msg") == "readiness check failing"]
+        gave_up = [r for r in records if r.get("msg") == "actor supervisor gave up"]
+        port = str(private_pg.port)
+        return any(r.get("check") == "postgres" and port in r["reason"] for r in failing) and any(
+            r.get("actor") == "device/tnt-a/dev-bad" for r in gave_up
+        )
+
+    wait_until(logged, 10, "the details in the log")
+
+
 def test_metrics_show_dependency_state(start_bff: ServiceFactory) -> None:
     bff = start_bff()
     _wait_status(bff.url, 200)
@@ -132,6 +200,7 @@ def test_a_hanging_dependency_is_named_within_the_dependency_timeout(
             failing = {check for check, result in body["checks"].items() if not result["ok"]}
             assert failing == {name}, body
             assert body["checks"][name]["detail"], body
+            assert str(silent.port) not in response.text and "127.0.0.1" not in response.text
             if required:
                 assert response.status_code == 503 and body["down"] == [name], body
             else:

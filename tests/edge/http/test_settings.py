@@ -14,6 +14,7 @@ from edge.settings import (
     SettingsError,
     load_settings,
     markdown_table,
+    redact_url,
     variables,
 )
 
@@ -61,6 +62,47 @@ def test_bad_value_names_the_variable(variable: str, value: str, expected: str) 
     assert message.startswith(f"{variable}=")
     assert expected in message
     assert "hunter2" not in message
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://bff:hunter2@db:5432/x", "postgresql://bff:***@db:5432/x"),
+        (
+            "postgresql://bff@db/x?sslmode=verify-full&password=hunter2&sslkey=/k.pem",
+            "postgresql://bff@db/x?sslmode=verify-full&password=***&sslkey=/k.pem",
+        ),
+        (
+            "postgresql://bff@db/x?sslpassword=hunter2&application_name=bff",
+            "postgresql://bff@db/x?sslpassword=***&application_name=bff",
+        ),
+        (
+            "postgresql:///x?host=/run/pg&PassWord=hun@ter2",
+            "postgresql:///x?host=/run/pg&PassWord=***",
+        ),
+        ("postgresql://db/x?pass%77ord=hunter2", "postgresql://db/x?pass%77ord=***"),
+        ("postgresql://db/x?passfile=/hunter2/.pgpass", "postgresql://db/x?passfile=***"),
+        (
+            "postgresql://u:hunter2@db/x?password=hunter2&options=-c%20a=1",
+            "postgresql://u:***@db/x?password=***&options=-c%20a=1",
+        ),
+        ("redis://:hunter2@cache:6379/0", "redis://:***@cache:6379/0"),
+        (
+            "unix:///run/redis.sock?db=0&password=hunter2",
+            "unix:///run/redis.sock?db=0&password=***",
+        ),
+        ("rediss://cache:6380/0?auth_token=hunter2", "rediss://cache:6380/0?auth_token=***"),
+        ("host=db password='hunter 2' user=bff", "host=db password=*** user=bff"),
+        ("postgresql://db/x?sslcert=/c.pem&sslrootcert=/r.pem", None),
+        ("http://127.0.0.1:8090", None),
+    ],
+)
+def test_redact_url_hides_every_password(url: str, shown: str | None) -> None:
+    """Issue #11 finding 10: URLs logged at start-up keep no password, in the userinfo or in a
+    password-like query parameter (libpq reads ``password``/``sslpassword`` from the query)."""
+    redacted = redact_url(url)
+    assert redacted == (url if shown is None else shown)
+    assert "hunter" not in redacted
 
 
 def test_process_refuses_to_start_with_one_clear_line() -> None:
