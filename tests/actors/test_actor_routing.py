@@ -7,10 +7,8 @@ from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
-import trio
 
 from actors.address import device, property_
-from actors.config import ActorConfig
 from actors.device import DeviceState
 from actors.dispatch import route_domain_event
 from actors.errors import OverloadedError
@@ -18,19 +16,14 @@ from actors.messages import GetState
 from actors.ports import InboundEvent
 from actors.property import TrackCacheKey
 from actors.system import ActorSystem
-from tests.support.actor_world import World
+from tests.support.actor_world import World, running_world
 from tests.support.waiting import eventually
 
 
 @pytest.fixture
 async def env() -> AsyncIterator[tuple[ActorSystem, World]]:
-    world = World()
-    world.views.affects = {"melmastoon.alert.": ["dashboard"]}
-    system = ActorSystem(world.kinds(), ActorConfig())
-    async with trio.open_nursery() as nursery:
-        await nursery.start(system.run)
-        yield system, world
-        nursery.cancel_scope.cancel()
+    async with running_world({"melmastoon.alert.": ["dashboard"]}) as started:
+        yield started
 
 
 def inbound(subject: str, tenant: str, **data: str) -> InboundEvent:

@@ -3,12 +3,18 @@ with switches for a Postgres and a Redis outage."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+import trio
+
+from actors.config import ActorConfig
 from actors.device import DeviceDeps, device_kind
 from actors.kind import ActorKind
 from actors.notices import NoticeHub
 from actors.property import property_kind
+from actors.system import ActorSystem
 from actors.testing import (
     MemoryDeviceStatus,
     MemoryEventLog,
@@ -49,3 +55,18 @@ class World:
             heartbeat_sample_rate=1.0,
         )
         return [device_kind(deps), property_kind(self.ledger, self.views)]
+
+
+@asynccontextmanager
+async def running_world(
+    affects: dict[str, list[str]] | None = None,
+) -> AsyncIterator[tuple[ActorSystem, World]]:
+    """An actor system on a fresh world (``affects``: which cache names a subject prefix makes
+    stale in ``MemoryPropertyViews``), running until the block ends."""
+    world = World()
+    world.views.affects = affects or {}
+    system = ActorSystem(world.kinds(), ActorConfig())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(system.run)
+        yield system, world
+        nursery.cancel_scope.cancel()

@@ -12,7 +12,6 @@ import pytest
 import trio
 
 from actors.address import property_
-from actors.config import ActorConfig
 from actors.dispatch import route_domain_event
 from actors.errors import OverloadedError
 from actors.ports import InboundEvent
@@ -23,19 +22,14 @@ from edge.bus.redis_streams import RedisStreamsPublisher, RedisStreamsSource, st
 from edge.bus.subscriber import Subscriber
 from edge.metrics import Metrics
 from edge.redis_tier import RedisTier
-from tests.support.actor_world import World
+from tests.support.actor_world import World, running_world
 from tests.support.waiting import eventually
 
 
 @pytest.fixture
 async def env() -> AsyncIterator[tuple[ActorSystem, World]]:
-    world = World()
-    world.views.affects = {"melmastoon.alert.": ["dashboard"]}
-    system = ActorSystem(world.kinds(), ActorConfig())
-    async with trio.open_nursery() as nursery:
-        await nursery.start(system.run)
-        yield system, world
-        nursery.cancel_scope.cancel()
+    async with running_world({"melmastoon.alert.": ["dashboard"]}) as started:
+        yield started
 
 
 async def test_an_event_whose_routing_failed_is_redelivered_and_handled_then(
