@@ -21,12 +21,22 @@ import msgspec
 
 from actors.address import DEVICE as KIND
 from actors.address import ActorAddress
+from actors.delivery import deliver
 from actors.errors import CommandRejected
 from actors.eventsourced import EventSourced, Pending
 from actors.kind import ActorKind
 from actors.messages import CommandId, DomainEvent, GetState, Handled, Message
-from actors.notices import END_OF_STREAM, Notice, NoticeHub
-from actors.ports import DependencyDown, DeviceStatus, EventLog, SessionTier, SyncCursors
+from actors.ports import (
+    DependencyDown,
+    DeviceFeed,
+    DeviceStatus,
+    EventLog,
+    SessionTier,
+    StreamClaim,
+    StreamGrant,
+    StreamsThrottled,
+    SyncCursors,
+)
 from schemas.actor_events import (
     HEARTBEAT,
     SESSION_CLOSED,
@@ -37,6 +47,7 @@ from schemas.actor_events import (
 )
 from schemas.identifiers import IDENTIFIER_PATTERN, Identifier
 from schemas.sessions import BackofficeSession
+from schemas.sse import END_OF_STREAM, FeedItem
 
 log = logging.getLogger("bff.actors.device")
 
@@ -82,9 +93,40 @@ class RefreshSession(Message, frozen=True, tag="refreshSession"):
     """The session reference in Redis changed: reload it."""
 
 
+class AttachStream(Message, frozen=True, tag="attachStream"):
+    """A live stream of session ``session_id`` wants to be the device's one stream (API
+    contract §6): answered with a :class:`~actors.ports.StreamGrant` or :class:`StreamRefused`."""
+
+    token: Identifier
+    node: Identifier
+    session_id: Identifier
+    after: str | None = None  # Last-Event-ID, a well-formed feed id
+
+
+class DetachStream(Message, frozen=True, tag="detachStream"):
+    """The stream ``token`` ended."""
+
+    token: Identifier
+
+
 DeviceMessage = (
-    RecordHeartbeat | OpenSession | CloseSession | RefreshSession | GetState | DomainEvent
+    RecordHeartbeat
+    | OpenSession
+    | CloseSession
+    | RefreshSession
+    | AttachStream
+    | DetachStream
+    | GetState
+    | DomainEvent
 )
+
+
+class StreamRefused(msgspec.Struct, frozen=True, kw_only=True):
+    """The stream may not open: its session is closed (``retry_after`` 0), or the device opens
+    streams in a loop (retry after ``retry_after`` s)."""
+
+    reason: str
+    retry_after: int = 0
 
 
 class HeartbeatAck(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
@@ -241,7 +283,7 @@ class DeviceDeps:
     sessions: SessionTier
     cursors: SyncCursors
     status: DeviceStatus
-    notices: NoticeHub
+    feed: DeviceFeed
     heartbeat_sample_rate: float = 0.05
 
 
@@ -284,6 +326,11 @@ class DeviceActor(EventSourced[DeviceState]):
             return await self._open(message)
         if isinstance(message, CloseSession):
             return await self._close(message.session_id, message.reason)
+        if isinstance(message, AttachStream):
+            return await self._attach(message)
+        if isinstance(message, DetachStream):
+            await self._deps.feed.release(self.address.tenant, self.address.id, message.token)
+            return Handled(acted=True)
         if isinstance(message, GetState):
             return self.state
         if isinstance(message, RefreshSession):
@@ -373,9 +420,35 @@ class DeviceActor(EventSourced[DeviceState]):
         )
         if self.state.session_ref == session_id:
             self.state = msgspec.structs.replace(self.state, session_ref=None)
-        if changed or held:
-            self._deps.notices.publish((self.address.tenant, self.address.id), _ended(reason))
+        if changed or held or session_id in self.state.closed_sessions:
+            # Delivery is idempotent: a retried close delivers what a feed outage kept back.
+            await deliver(
+                self._deps.log,
+                self._deps.feed,
+                self.address.tenant,
+                [self.address.id],
+                _ended(session_id, reason),
+                stream=f"device-feed:{self.address.id}",
+                operator_id=self.state.operator_id,
+            )
         return SessionAck(session_id=session_id, changed=changed)
+
+    async def _attach(self, command: AttachStream) -> StreamGrant | StreamRefused:
+        """Claim the device's one stream for a session that is still open here (the auth
+        chain checked the session tier; a close recorded since then wins)."""
+        await self.catch_up()  # another instance may have closed it
+        if command.session_id in self.state.closed_sessions:
+            return StreamRefused(reason="session_closed")
+        claim = StreamClaim(
+            token=command.token,
+            node=command.node,
+            session_id=command.session_id,
+            after=command.after,
+        )
+        try:
+            return await self._deps.feed.claim(self.address.tenant, self.address.id, claim)
+        except StreamsThrottled as exc:
+            return StreamRefused(reason="too_many_streams", retry_after=exc.retry_after)
 
     async def _domain_event(self, event: DomainEvent) -> Handled:
         """A revocation reaching this device (the router already marked its sessions revoked
@@ -404,18 +477,30 @@ class DeviceActor(EventSourced[DeviceState]):
         return Handled(acted=acted)
 
 
-def _ended(reason: str) -> Notice:
-    """What the device's streams hear when its session ends: a force-logout unless the device
-    signed out itself, in which case its stream just closes."""
+def _ended(session_id: str, reason: str) -> FeedItem:
+    """What the session's streams hear when it ends: a force-logout, unless the device signed
+    out itself, in which case they just close. Scoped to the session: a newer session's stream
+    on the same device hears nothing."""
+    key = f"session-closed:{session_id}"
     if reason == "sign_out":
-        return Notice(event=END_OF_STREAM, data={"reason": reason})
-    return Notice(event="session", data={"kind": "force_logout", "reason": reason})
+        return FeedItem(key=key, event=END_OF_STREAM, data={}, session_id=session_id)
+    data = {"kind": "force_logout", "reason": reason}
+    return FeedItem(key=key, event="session", data=data, session_id=session_id)
 
 
 def device_kind(deps: DeviceDeps) -> ActorKind:
     return ActorKind(
         name=KIND,
         messages=DeviceMessage,
-        accepts=(RecordHeartbeat, OpenSession, CloseSession, RefreshSession, GetState, DomainEvent),
+        accepts=(
+            RecordHeartbeat,
+            OpenSession,
+            CloseSession,
+            RefreshSession,
+            AttachStream,
+            DetachStream,
+            GetState,
+            DomainEvent,
+        ),
         factory=lambda address: DeviceActor(address, deps),
     )

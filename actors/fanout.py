@@ -1,13 +1,15 @@
 """The one in-process fan-out primitive: items published under a key reach every subscriber of
 that key in this process, without the publisher ever waiting.
 
-Device notices (force-logout, AI suggestions, alerts: keyed by tenant and device) and dashboard
-hints (keyed by tenant and property) both travel on it, to whatever streams to the desktop on
-this instance. Cross-instance delivery is the bus's job, never this one's: every instance
-consumes every domain event, so the instance holding a device's stream finds it here.
+The live SSE streams of this instance subscribe to it, keyed by ``(tenant, deviceId)``: the
+stream hub (``edge/sse/hub.py``) publishes on it what the devices' feeds in Redis push to this
+instance. Cross-instance delivery is never this primitive's job: the feeds are shared by every
+instance, and each instance only hears about the streams it holds.
 
-A subscriber whose bounded buffer is full misses the item (``on_drop`` counts it) rather than
-slowing the publisher, who is usually an actor in the middle of its turn.
+A subscriber whose bounded buffer is full is a slow consumer. It misses the item, and with
+``evict`` it is also unsubscribed (its channel closed, so it learns it fell behind); either way
+``on_full`` hears of it, with the key, and the publisher — usually a task pumping the broker —
+never slows down.
 """
 
 from __future__ import annotations
@@ -25,11 +27,18 @@ T = TypeVar("T")
 class Fanout(Generic[K, T]):
     """Subscribers per key; ``publish`` hands an item to each one's bounded buffer."""
 
-    def __init__(self, *, buffer: int = 64, on_drop: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        buffer: int = 64,
+        evict: bool = False,
+        on_full: Callable[[K], None] | None = None,
+    ) -> None:
         if buffer < 1:
             raise ValueError("buffer must be >= 1")
         self._buffer = buffer
-        self._on_drop = on_drop
+        self._evict = evict
+        self._on_full = on_full
         self._subscribers: dict[K, set[trio.MemorySendChannel[T]]] = {}
         self.dropped = 0
 
@@ -42,8 +51,11 @@ class Fanout(Generic[K, T]):
                 delivered += 1
             except trio.WouldBlock:
                 self.dropped += 1
-                if self._on_drop is not None:
-                    self._on_drop()
+                if self._evict:
+                    self._discard(key, channel)
+                    channel.close()
+                if self._on_full is not None:
+                    self._on_full(key)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._discard(key, channel)
         return delivered
@@ -62,6 +74,10 @@ class Fanout(Generic[K, T]):
 
     def subscribers(self, key: K) -> int:
         return len(self._subscribers.get(key, ()))
+
+    def keys(self) -> list[K]:
+        """The keys with at least one subscriber."""
+        return list(self._subscribers)
 
     def _discard(self, key: K, channel: trio.MemorySendChannel[T]) -> None:
         subscribers = self._subscribers.get(key)

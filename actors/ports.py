@@ -12,14 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
 from ledger.database import DatabaseUnavailable
 from ledger.device_status import DeviceSyncStatus, HeartbeatOutcome
 from ledger.model import AppendResult, NewEvent, RecordedEvent
+from schemas.inbox import AlertAck as AlertAck
+from schemas.inbox import AlertRaised, SuggestionCreated
+from schemas.inbox import RecordedAck as RecordedAck
 from schemas.sessions import BackofficeSession
+from schemas.sse import FeedItem
 
 
 class DependencyDown(Exception):
@@ -111,7 +115,7 @@ class Invalidation(msgspec.Struct, frozen=True, kw_only=True):
 
     voided: bool  # their generations were bumped: old entries can no longer be read
     deleted: list[str]  # cache names whose entries were deleted
-    hinted: bool  # a refresh hint went to the devices following the property
+    hint: dict[str, Any] | None = None  # ``dashboard.hint`` data for the property's devices
 
 
 class PropertyViews(Protocol):
@@ -156,3 +160,81 @@ class InboundEvent(msgspec.Struct, frozen=True, kw_only=True):
 EventHandler = Callable[[InboundEvent], Awaitable[None]]
 """Handles one event; returns only when it was handled (then the subscriber acks), raises to
 have it redelivered."""
+
+
+# --- the device stream (API contract §6) -------------------------------------------------------
+
+
+class StreamClaim(msgspec.Struct, frozen=True, kw_only=True):
+    """A live stream asking to be the device's one stream (across every instance)."""
+
+    token: str  # this connection's random id
+    node: str  # the instance holding it (where its feed items are pushed)
+    session_id: str
+    after: str | None = None  # Last-Event-ID, already checked to be a well-formed feed id
+
+
+class StreamGrant(msgspec.Struct, frozen=True, kw_only=True):
+    """What the claimed stream sends first: the feed after ``resume_from``; with ``gap`` a
+    ``session``/``reconnect`` (``history_gap``) before it, because ``after`` is older than what
+    the feed still holds."""
+
+    resume_from: str
+    gap: bool
+    replaced: bool  # another stream of the device was told to close
+
+
+class StreamsThrottled(Exception):
+    """The device opened too many streams lately (it loops): refuse for ``retry_after`` s."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many streams opened; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+class DeviceFeed(Protocol):
+    """Every device's bounded stream history, shared by all instances; appending an item also
+    pushes it to the instance holding the device's live stream, if any."""
+
+    async def append(self, tenant: str, device_ids: Sequence[str], item: FeedItem) -> int:
+        """Append ``item`` to each device's feed unless that feed already holds ``item.key``;
+        returns how many feeds it was appended to. Idempotent."""
+        ...
+
+    async def claim(self, tenant: str, device_id: str, claim: StreamClaim) -> StreamGrant:
+        """Make ``claim`` the device's one stream: any other is told it was replaced. Raises
+        :class:`StreamsThrottled` when the device opens streams in a loop."""
+        ...
+
+    async def release(self, tenant: str, device_id: str, token: str) -> None:
+        """The stream ``token`` ended: forget it, unless a newer one replaced it already."""
+        ...
+
+
+# --- the AI suggestion and alert inboxes ---------------------------------------------------------
+
+
+# ``AlertAck`` and ``RecordedAck`` live in ``schemas.inbox`` (the ledger returns them).
+
+
+class AlertAcks(Protocol):
+    """The durable acknowledgement log (Postgres): written before notification-service is told,
+    and the outbox of those forwards (``ledger.alert_acks.AlertAckStore``)."""
+
+    async def record(self, ack: AlertAck) -> RecordedAck:
+        """Insert unless ``(tenant, alertId)`` is acknowledged already; idempotent."""
+        ...
+
+
+class Inboxes(Protocol):
+    """The ``AISuggestionInbox`` and ``AlertInbox`` projections (cache tier), per property."""
+
+    async def put_alert(self, tenant: str, alert: AlertRaised) -> None: ...
+
+    async def drop_alert(self, tenant: str, property_id: str, alert_id: str) -> None: ...
+
+    async def mark_acknowledged(self, tenant: str, ack: AlertAck) -> None: ...
+
+    async def put_suggestion(self, tenant: str, suggestion: SuggestionCreated) -> None: ...
+
+    async def drop_suggestion(self, tenant: str, property_id: str, suggestion_id: str) -> None: ...

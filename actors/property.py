@@ -8,6 +8,12 @@ decides *when* views are invalidated — on command, or when a cache-affecting d
 arrives — and in which order; the port knows *which* views an event touches and owns their
 keys. Cache bookkeeping is not audited, so it is not written to the ledger.
 
+It is also where property-wide stream events start (API contract §6): alerts, AI suggestions
+and dashboard hints go to the feeds of the devices following the property
+(:mod:`actors.delivery`), and the ``AlertInbox`` / ``AISuggestionInbox`` projections behind the
+:class:`~actors.ports.Inboxes` port are kept here, with the acknowledgements (durable in
+Postgres and the ledger before notification-service hears of them) and the decisions.
+
 Compositions themselves never pass through the actor: the dashboard engine keeps the
 per-process map of running compositions (single-flight), and a dashboard miss costs no mailbox
 turn.
@@ -16,21 +22,54 @@ turn.
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
 from actors.address import PROPERTY as KIND
 from actors.address import ActorAddress
+from actors.delivery import deliver
 from actors.errors import CommandRejected, DependencyUnavailable
 from actors.eventsourced import EventSourced, Pending
 from actors.kind import ActorKind
 from actors.messages import DomainEvent, GetState, Handled, Message
-from actors.ports import OUTAGES, EventLog, PropertyViews
+from actors.ports import (
+    OUTAGES,
+    AlertAck,
+    AlertAcks,
+    DeviceFeed,
+    EventLog,
+    Inboxes,
+    PropertyViews,
+    RecordedAck,
+)
+from ledger.model import NewEvent
+from schemas.actor_events import (
+    ALERT_ACKNOWLEDGED,
+    SUGGESTION_DECIDED,
+    AlertAcknowledged,
+    DeviceSubscription,
+    SuggestionDecided,
+)
 from schemas.actor_events import DEVICE_SUBSCRIBED as SUBSCRIBED
 from schemas.actor_events import DEVICE_UNSUBSCRIBED as UNSUBSCRIBED
-from schemas.actor_events import DeviceSubscription
 from schemas.identifiers import Identifier
+from schemas.inbox import (
+    ALERT_RAISED,
+    ALERT_RESOLVED,
+    SUGGESTION_CREATED,
+    SUGGESTION_INVALIDATED,
+    AlertRaised,
+    AlertResolved,
+    Decision,
+    SuggestionCreated,
+    SuggestionInvalidated,
+)
+from schemas.sse import FeedItem
 
 log = logging.getLogger("bff.actors.property")
 
@@ -67,9 +106,38 @@ class InvalidateCache(Message, frozen=True, tag="invalidateCache"):
     names: list[Identifier] | None = None
 
 
+class AcknowledgeAlert(Message, frozen=True, tag="acknowledgeAlert"):
+    """An operator acknowledged an alert: answered with a :class:`~actors.ports.RecordedAck`
+    once it is durable (Postgres and the ledger). Idempotent per alert: the first ack stands."""
+
+    alert_id: Identifier
+    operator_id: Identifier
+    device_id: Identifier
+
+
+class DecideSuggestion(Message, frozen=True, tag="decideSuggestion"):
+    """ai-orchestrator accepted an operator's decision on a suggestion: record it and take the
+    suggestion out of every device's inbox."""
+
+    suggestion_id: Identifier
+    decision: Decision
+    operator_id: Identifier
+    device_id: Identifier
+    modification: dict[str, Any] | None = None
+
+
 PropertyMessage = (
-    SubscribeDevice | UnsubscribeDevice | TrackCacheKey | InvalidateCache | GetState | DomainEvent
+    SubscribeDevice
+    | UnsubscribeDevice
+    | TrackCacheKey
+    | InvalidateCache
+    | AcknowledgeAlert
+    | DecideSuggestion
+    | GetState
+    | DomainEvent
 )
+
+INBOX_IDS = uuid.UUID("a9d4c0e2-7b1f-4c3e-8d25-61f0b7e9c4a8")  # namespace of ack/decision rows
 
 
 class SubscriptionAck(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
@@ -81,6 +149,11 @@ class SubscriptionAck(msgspec.Struct, frozen=True, kw_only=True, rename="camel")
 class CacheInvalidated(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     deleted: int
     names: list[str]
+
+
+class SuggestionRecorded(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    suggestion_id: str
+    decision: str
 
 
 # --- events and state ----------------------------------------------------------------------
@@ -121,10 +194,26 @@ def decide_subscription(state: PropertyState, device_id: str, subscribe: bool) -
 # --- the actor -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class PropertyDeps:
+    log: EventLog
+    views: PropertyViews
+    feed: DeviceFeed
+    inboxes: Inboxes
+    acks: AlertAcks
+
+
+_alert_raised = msgspec.json.Decoder(AlertRaised)
+_alert_resolved = msgspec.json.Decoder(AlertResolved)
+_suggestion_created = msgspec.json.Decoder(SuggestionCreated)
+_suggestion_invalidated = msgspec.json.Decoder(SuggestionInvalidated)
+
+
 class PropertyActor(EventSourced[PropertyState]):
-    def __init__(self, address: ActorAddress, log: EventLog, views: PropertyViews) -> None:
-        self._views = views
-        super().__init__(address, log)
+    def __init__(self, address: ActorAddress, deps: PropertyDeps) -> None:
+        self._deps = deps
+        self._views = deps.views
+        super().__init__(address, deps.log)
 
     def initial_state(self) -> PropertyState:
         return PropertyState(tenant=self.address.tenant, property_id=self.address.id)
@@ -152,17 +241,31 @@ class PropertyActor(EventSourced[PropertyState]):
             return await self._track(message.name)
         if isinstance(message, InvalidateCache):
             return await self._invalidate(message.names)
+        if isinstance(message, AcknowledgeAlert):
+            return await self._guarded(self._acknowledge(message))
+        if isinstance(message, DecideSuggestion):
+            return await self._guarded(self._decided(message))
         if isinstance(message, GetState):
             return self.state
         if isinstance(message, DomainEvent):
             return await self._on_domain_event(message)
         raise CommandRejected(self.address, f"unsupported message {type(message).__name__}")
 
+    async def _guarded(self, work: Any) -> Any:
+        """An outage of a port answers the message with ``DependencyUnavailable``."""
+        try:
+            return await work
+        except OUTAGES as exc:
+            raise DependencyUnavailable(self.address, str(exc)) from exc
+
     async def _on_domain_event(self, event: DomainEvent) -> Handled:
-        """Void, hint and delete the views the event makes stale (see ``PropertyViews``). An
-        outage raises only when nothing was voided, so the event is redelivered then."""
+        """Keep the inboxes, void/hint/delete the views the event makes stale, and put what
+        the desktops should see on the followers' feeds. An outage raises, so the event is
+        redelivered (every step is idempotent), except a cache outage after the views were
+        voided (see ``PropertyViews``)."""
+        acted = await self._guarded(self._inbox_event(event))
         if not event.subject.startswith(CACHE_AFFECTING):
-            return Handled(acted=False)
+            return Handled(acted=acted)
         tenant, pid = self.address.tenant, self.address.id
         try:
             done = await self._views.invalidate(tenant, pid, event.subject, event.event_id)
@@ -170,7 +273,134 @@ class PropertyActor(EventSourced[PropertyState]):
             raise DependencyUnavailable(self.address, str(exc)) from exc
         if done.deleted:
             self._set_cache_keys(set(self.state.cache_keys) - set(done.deleted))
-        return Handled(acted=done.voided or done.hinted or bool(done.deleted))
+        if done.hint is not None:
+            hint = FeedItem(
+                key=f"hint:{event.event_id}",
+                event="dashboard.hint",
+                data=done.hint,
+                property_id=pid,
+            )
+            await self._guarded(self._fan_out(hint))
+        return Handled(acted=acted or done.voided or done.hint is not None or bool(done.deleted))
+
+    async def _inbox_event(self, event: DomainEvent) -> bool:
+        """Project an alert/suggestion event into its inbox and fan it out. A malformed one is
+        logged and skipped: redelivering it would not make it readable."""
+        tenant, pid = self.address.tenant, self.address.id
+        try:
+            if event.subject == ALERT_RAISED:
+                alert = _alert_raised.decode(event.data)
+                await self._deps.inboxes.put_alert(tenant, alert)
+                item = _item(f"alert:{alert.alert_id}", "alert", alert, pid)
+            elif event.subject == ALERT_RESOLVED:
+                resolved = _alert_resolved.decode(event.data)
+                await self._deps.inboxes.drop_alert(tenant, pid, resolved.alert_id)
+                item = _item(f"alert-resolved:{resolved.alert_id}", "alert.resolved", resolved, pid)
+            elif event.subject == SUGGESTION_CREATED:
+                created = _suggestion_created.decode(event.data)
+                await self._deps.inboxes.put_suggestion(tenant, created)
+                item = _item(f"ai:{created.suggestion_id}", "ai.suggestion", created, pid)
+            elif event.subject == SUGGESTION_INVALIDATED:
+                gone = _suggestion_invalidated.decode(event.data)
+                await self._deps.inboxes.drop_suggestion(tenant, pid, gone.suggestion_id)
+                item = _invalidated(gone.suggestion_id, pid, gone.reason or "invalidated")
+            else:
+                return False
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            log.warning(
+                "inbox event unreadable; skipped",
+                extra={"actor": str(self.address), "eventId": event.event_id, "error": str(exc)},
+            )
+            return False
+        await self._fan_out(item)
+        return True
+
+    async def _fan_out(self, item: FeedItem) -> int:
+        """To every device following the property, on any instance (the ledger knows them)."""
+        await self.catch_up()
+        return await deliver(
+            self._deps.log,
+            self._deps.feed,
+            self.address.tenant,
+            self.state.subscribed_devices,
+            item,
+            stream=f"property-feed:{self.address.id}",
+        )
+
+    async def _acknowledge(self, command: AcknowledgeAlert) -> RecordedAck:
+        """Postgres first (the forwarder's outbox), then the ledger, then the projection; a
+        retry after a crash between them completes the rest (deterministic ledger id)."""
+        tenant, pid = self.address.tenant, self.address.id
+        ack = AlertAck(
+            tenant=tenant,
+            property_id=pid,
+            alert_id=command.alert_id,
+            operator_id=command.operator_id,
+            device_id=command.device_id,
+            at=datetime.now(UTC),
+        )
+        recorded = await self._deps.acks.record(ack)
+        first = recorded.ack
+        row = AlertAcknowledged(
+            alert_id=first.alert_id,
+            property_id=pid,
+            operator_id=first.operator_id,
+            device_id=first.device_id,
+            at=first.at,
+        )
+        stream = f"alert:{first.alert_id}"
+        await self._record(stream, ALERT_ACKNOWLEDGED, row, first.operator_id, first.device_id)
+        await self._project(self._deps.inboxes.mark_acknowledged(tenant, first))
+        return recorded
+
+    async def _decided(self, command: DecideSuggestion) -> SuggestionRecorded:
+        tenant, pid = self.address.tenant, self.address.id
+        row = SuggestionDecided(
+            suggestion_id=command.suggestion_id,
+            property_id=pid,
+            decision=command.decision,
+            operator_id=command.operator_id,
+            device_id=command.device_id,
+            modification=command.modification,
+            at=datetime.now(UTC),
+        )
+        stream = f"suggestion:{command.suggestion_id}"
+        await self._record(stream, SUGGESTION_DECIDED, row, command.operator_id, command.device_id)
+        await self._project(self._deps.inboxes.drop_suggestion(tenant, pid, command.suggestion_id))
+        await self._fan_out(_invalidated(command.suggestion_id, pid, "decided"))
+        return SuggestionRecorded(suggestion_id=command.suggestion_id, decision=command.decision)
+
+    async def _project(self, change: Awaitable[None]) -> None:
+        """A projection change made on behalf of a recorded command: best effort. The record
+        (Postgres, the ledger) is what counts, and the inbox is refreshed from its upstream and
+        expires; failing the command now would only make a retry meet a decided upstream."""
+        try:
+            await change
+        except OUTAGES as exc:
+            log.warning(
+                "inbox projection not updated",
+                extra={"actor": str(self.address), "error": str(exc)},
+            )
+
+    async def _record(
+        self, stream: str, subject: str, row: msgspec.Struct, operator_id: str, device_id: str
+    ) -> None:
+        """Append the one row of ``stream``: its id derives from the stream, so a second
+        ack/decision (or a retry) returns the first's position and writes nothing."""
+        event_id = uuid.uuid5(INBOX_IDS, f"{self.address.tenant}/{stream}")
+        await self._deps.log.append(
+            [
+                NewEvent(
+                    tenant=self.address.tenant,
+                    stream=stream,
+                    subject=subject,
+                    payload=msgspec.Raw(_encoder.encode(row)),
+                    event_id=event_id,
+                    operator_id=operator_id,
+                    device_id=device_id,
+                )
+            ]
+        )
 
     async def _subscription(self, message: SubscribeDevice | UnsubscribeDevice) -> SubscriptionAck:
         subscribe = isinstance(message, SubscribeDevice)
@@ -200,7 +430,27 @@ class PropertyActor(EventSourced[PropertyState]):
         return CacheInvalidated(deleted=deleted, names=chosen)
 
 
-def property_kind(log: EventLog, views: PropertyViews) -> ActorKind:
+_encoder = msgspec.json.Encoder()
+
+
+def _item(key: str, event: str, data: msgspec.Struct, property_id: str) -> FeedItem:
+    """A stream event whose data is the domain event's (without the tenant, which the device
+    knows)."""
+    body = msgspec.to_builtins(data)
+    body.pop("tenantId", None)
+    return FeedItem(key=key, event=event, data=body, property_id=property_id)
+
+
+def _invalidated(suggestion_id: str, property_id: str, reason: str) -> FeedItem:
+    return FeedItem(
+        key=f"ai-invalidated:{suggestion_id}",
+        event="ai.suggestion.invalidated",
+        data={"suggestionId": suggestion_id, "propertyId": property_id, "reason": reason},
+        property_id=property_id,
+    )
+
+
+def property_kind(deps: PropertyDeps) -> ActorKind:
     return ActorKind(
         name=KIND,
         messages=PropertyMessage,
@@ -209,8 +459,10 @@ def property_kind(log: EventLog, views: PropertyViews) -> ActorKind:
             UnsubscribeDevice,
             TrackCacheKey,
             InvalidateCache,
+            AcknowledgeAlert,
+            DecideSuggestion,
             GetState,
             DomainEvent,
         ),
-        factory=lambda address: PropertyActor(address, log, views),
+        factory=lambda address: PropertyActor(address, deps),
     )

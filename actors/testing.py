@@ -10,6 +10,8 @@ for the core's own tests and for tools.
 from __future__ import annotations
 
 import itertools
+import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,11 +19,21 @@ from datetime import UTC, datetime
 import msgspec
 import trio
 
-from actors.ports import DependencyDown, Invalidation
+from actors.ports import (
+    AlertAck,
+    DependencyDown,
+    Invalidation,
+    RecordedAck,
+    StreamClaim,
+    StreamGrant,
+    StreamsThrottled,
+)
 from ledger.database import DatabaseUnavailable
 from ledger.device_status import RECENT_COMMANDS, DeviceSyncStatus, HeartbeatOutcome
 from ledger.model import AppendResult, NewEvent, RecordedEvent, VersionConflict
+from schemas.inbox import AlertRaised, SuggestionCreated
 from schemas.sessions import BackofficeSession
+from schemas.sse import FeedItem
 
 
 @dataclass
@@ -264,7 +276,195 @@ class MemoryPropertyViews:
         known = self.index.get((tenant, property_id), set())
         stale = sorted(n for n in known if any(w in n for w in words))
         known.difference_update(stale)
-        return Invalidation(voided=bool(words), deleted=stale, hinted=bool(words))
+        hint = {"subject": subject, "eventId": event_id} if words else None
+        return Invalidation(voided=bool(words), deleted=stale, hint=hint)
+
+
+DeviceKey = tuple[str, str]  # (tenant, device id)
+
+
+def _feed_seq(entry_id: str) -> tuple[int, int]:
+    """A feed id ``"<ms>-<seq>"`` as a sortable pair (Redis Stream ids have this form)."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class MemoryDeviceFeed:
+    """The ``DeviceFeed`` port: per device a bounded list of ``(id, FeedItem)`` with strictly
+    increasing ids (``"1-0"``, ``"2-0"``, …), a key already held is not appended again, one
+    owning stream per device, and a simple limit on how many streams a device may open per
+    ``window`` seconds (``trio.current_time()``, so a ``MockClock`` drives it).
+
+    For assertions: :meth:`entries` / :meth:`items`, :attr:`owners`, :attr:`replaced` (the
+    tokens told they were replaced), :attr:`appends` (every call, even a duplicate's) and
+    :attr:`appended`, an event set (and replaced) whenever an item was appended.
+    """
+
+    def __init__(
+        self,
+        outage: Outage | None = None,
+        *,
+        maxlen: int = 1_000,
+        max_opens: int = 10,
+        window: float = 60.0,
+    ) -> None:
+        self.outage = outage or Outage()
+        self.maxlen = maxlen
+        self.max_opens = max_opens
+        self.window = window
+        self.feeds: dict[DeviceKey, list[tuple[str, FeedItem]]] = {}
+        self.owners: dict[DeviceKey, StreamClaim] = {}
+        self.replaced: list[tuple[str, str, str]] = []  # (tenant, device, token) told to close
+        self.released: list[tuple[str, str, str]] = []
+        self.appends: list[tuple[str, tuple[str, ...], str]] = []  # (tenant, devices, key)
+        self.appended = trio.Event()
+        self._keys: dict[DeviceKey, set[str]] = {}
+        self._last: dict[DeviceKey, int] = {}
+        self._trimmed: dict[DeviceKey, int] = {}  # the newest sequence number trimmed away
+        self._opens: dict[DeviceKey, deque[float]] = {}
+
+    def _check(self) -> None:
+        self.outage.check(DependencyDown("memory device feed", "down"))
+
+    async def append(self, tenant: str, device_ids: Sequence[str], item: FeedItem) -> int:
+        await trio.lowlevel.checkpoint()
+        self._check()
+        self.appends.append((tenant, tuple(device_ids), item.key))
+        count = 0
+        for device_id in dict.fromkeys(device_ids):
+            key = (tenant, device_id)
+            keys = self._keys.setdefault(key, set())
+            if item.key in keys:
+                continue
+            keys.add(item.key)
+            seq = self._last.get(key, 0) + 1
+            self._last[key] = seq
+            entries = self.feeds.setdefault(key, [])
+            entries.append((f"{seq}-0", item))
+            if len(entries) > self.maxlen:
+                dropped = entries[: len(entries) - self.maxlen]
+                del entries[: len(dropped)]
+                self._trimmed[key] = _feed_seq(dropped[-1][0])[0]
+            count += 1
+        if count:
+            self.appended.set()
+            self.appended = trio.Event()
+        return count
+
+    async def claim(self, tenant: str, device_id: str, claim: StreamClaim) -> StreamGrant:
+        await trio.lowlevel.checkpoint()
+        self._check()
+        key = (tenant, device_id)
+        now = trio.current_time()
+        opens = self._opens.setdefault(key, deque())
+        while opens and opens[0] <= now - self.window:
+            opens.popleft()
+        if len(opens) >= self.max_opens:
+            raise StreamsThrottled(max(1, math.ceil(opens[0] + self.window - now)))
+        opens.append(now)
+        previous = self.owners.get(key)
+        replaced = previous is not None and previous.token != claim.token
+        if previous is not None and replaced:
+            self.replaced.append((tenant, device_id, previous.token))
+        self.owners[key] = claim
+        last = self._last.get(key, 0)
+        latest = f"{last}-0"
+        if claim.after is None:
+            return StreamGrant(resume_from=latest, gap=False, replaced=replaced)
+        after = _feed_seq(claim.after)[0]
+        if after < self._trimmed.get(key, 0) or after > last:  # trimmed, or never this feed's
+            return StreamGrant(resume_from=latest, gap=True, replaced=replaced)
+        return StreamGrant(resume_from=claim.after, gap=False, replaced=replaced)
+
+    async def release(self, tenant: str, device_id: str, token: str) -> None:
+        await trio.lowlevel.checkpoint()
+        self._check()
+        key = (tenant, device_id)
+        self.released.append((tenant, device_id, token))
+        owner = self.owners.get(key)
+        if owner is not None and owner.token == token:
+            del self.owners[key]
+
+    def entries(
+        self, tenant: str, device_id: str, after: str | None = None
+    ) -> list[tuple[str, FeedItem]]:
+        """The device's feed (after the id ``after``, if given), oldest first."""
+        held = self.feeds.get((tenant, device_id), [])
+        if after is None:
+            return list(held)
+        return [(i, item) for i, item in held if _feed_seq(i) > _feed_seq(after)]
+
+    def items(self, tenant: str, device_id: str) -> list[FeedItem]:
+        return [item for _, item in self.entries(tenant, device_id)]
+
+
+class MemoryInboxes:
+    """The ``Inboxes`` port: the ``AlertInbox`` and ``AISuggestionInbox`` per property."""
+
+    def __init__(self, outage: Outage | None = None) -> None:
+        self.outage = outage or Outage()
+        self.alerts: dict[tuple[str, str], dict[str, AlertRaised]] = {}
+        self.acknowledged: dict[tuple[str, str], dict[str, AlertAck]] = {}
+        self.suggestions: dict[tuple[str, str], dict[str, SuggestionCreated]] = {}
+
+    def _check(self) -> None:
+        self.outage.check(DependencyDown("memory cache tier", "down"))
+
+    async def put_alert(self, tenant: str, alert: AlertRaised) -> None:
+        await trio.lowlevel.checkpoint()
+        self._check()
+        self.alerts.setdefault((tenant, alert.property_id), {})[alert.alert_id] = alert
+
+    async def drop_alert(self, tenant: str, property_id: str, alert_id: str) -> None:
+        await trio.lowlevel.checkpoint()
+        self._check()
+        self.alerts.get((tenant, property_id), {}).pop(alert_id, None)
+
+    async def mark_acknowledged(self, tenant: str, ack: AlertAck) -> None:
+        await trio.lowlevel.checkpoint()
+        self._check()
+        self.acknowledged.setdefault((tenant, ack.property_id), {})[ack.alert_id] = ack
+
+    async def put_suggestion(self, tenant: str, suggestion: SuggestionCreated) -> None:
+        await trio.lowlevel.checkpoint()
+        self._check()
+        held = self.suggestions.setdefault((tenant, suggestion.property_id), {})
+        held[suggestion.suggestion_id] = suggestion
+
+    async def drop_suggestion(self, tenant: str, property_id: str, suggestion_id: str) -> None:
+        await trio.lowlevel.checkpoint()
+        self._check()
+        self.suggestions.get((tenant, property_id), {}).pop(suggestion_id, None)
+
+    def alert_ids(self, tenant: str, property_id: str) -> list[str]:
+        return sorted(self.alerts.get((tenant, property_id), {}))
+
+    def suggestion_ids(self, tenant: str, property_id: str) -> list[str]:
+        return sorted(self.suggestions.get((tenant, property_id), {}))
+
+
+class MemoryAlertAcks:
+    """The ``AlertAcks`` port (Postgres): the first acknowledgement of an alert stands; a
+    later one returns it unchanged. :meth:`mark_forwarded` is what the forwarder would do once
+    notification-service has it."""
+
+    def __init__(self, outage: Outage | None = None) -> None:
+        self.outage = outage or Outage()
+        self.acks: dict[tuple[str, str], AlertAck] = {}
+        self.forwarded: set[tuple[str, str]] = set()
+
+    async def record(self, ack: AlertAck) -> RecordedAck:
+        await trio.lowlevel.checkpoint()
+        self.outage.check(DatabaseUnavailable("memory database is down"))
+        key = (ack.tenant, ack.alert_id)
+        first = self.acks.get(key)
+        if first is not None:
+            return RecordedAck(ack=first, created=False, forwarded=key in self.forwarded)
+        self.acks[key] = ack
+        return RecordedAck(ack=ack, created=True, forwarded=False)
+
+    def mark_forwarded(self, tenant: str, alert_id: str) -> None:
+        self.forwarded.add((tenant, alert_id))
 
 
 def payloads(

@@ -25,13 +25,14 @@ from edge.asgi import (
     HeadLimit,
     RequestContext,
     ShieldFinalSend,
+    StreamScopes,
 )
 from edge.assembly import Services
 from edge.dashboard.docs import document_widgets
 from edge.errors import ApiError, Code, code_for_actor_error, code_for_status, envelope_bytes
 from edge.openapi import build_openapi
 from edge.redis_tier import TierUnavailable
-from edge.routes import dashboard, devices, health, testing, workbench
+from edge.routes import dashboard, devices, health, inbox, sse, testing, workbench
 from ledger.database import DatabaseUnavailable
 
 log = logging.getLogger("bff.app")
@@ -41,7 +42,7 @@ JSON = "application/json; charset=utf-8"
 
 def route_tables(services: Services) -> list[Api]:
     tables = [health.api, devices.api]
-    tables += [dashboard.api, workbench.api]
+    tables += [dashboard.api, workbench.api, sse.api, inbox.api]
     if services.settings.enable_test_routes and services.settings.mode != "production":
         tables.append(testing.api)
     return tables
@@ -135,10 +136,10 @@ def _error(services: Services, code: Code, message: str, headers: dict[str, str]
 def asgi_stack(app: QuartTrio, services: Services) -> ASGIApp:
     """The callable hypercorn serves: request context outermost (the 408 of a late body and the
     431 of an oversized head get its request id and access log line), then the head limit, the
-    body deadlines, and the shielded final send."""
+    body deadlines, the streams' own cancel scopes, and the shielded final send."""
     settings = services.settings
     timed = BodyDeadlines(
-        ShieldFinalSend(cast(ASGIApp, app)),
+        StreamScopes(ShieldFinalSend(cast(ASGIApp, app)), (sse.STREAM_PATH,)),
         total_s=settings.body_timeout_s,
         idle_s=settings.body_idle_s,
         metrics=services.metrics,

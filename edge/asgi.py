@@ -65,6 +65,28 @@ class ShieldFinalSend:
         await self.app(scope, receive, shielded_send)
 
 
+CANCEL_SCOPE_KEY = "bff.cancel_scope"
+
+
+class StreamScopes:
+    """Run each long-lived response (a path ending in one of ``suffixes``) in its own cancel
+    scope, kept in the ASGI scope: whoever holds the stream (edge/sse/hub.py) can end it even
+    while its socket write is stuck (a slow consumer), and hypercorn then closes the
+    connection. Other requests pass straight through."""
+
+    def __init__(self, app: ASGIApp, suffixes: tuple[str, ...]) -> None:
+        self.app = app
+        self.suffixes = suffixes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope.get("path", "")).endswith(self.suffixes):
+            await self.app(scope, receive, send)
+            return
+        with trio.CancelScope() as cancel_scope:
+            scope[CANCEL_SCOPE_KEY] = cancel_scope
+            await self.app(scope, receive, send)
+
+
 class BodyDeadlines:
     """Bound how long a request body may take: ``total_s`` from the end of its headers, and
     ``idle_s`` of silence between two chunks.

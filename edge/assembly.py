@@ -34,9 +34,8 @@ from actors.config import ActorConfig
 from actors.device import DeviceDeps, OpenSession, device_kind
 from actors.dispatch import DomainEventRouter
 from actors.errors import ActorError, SystemNotRunning
-from actors.notices import NoticeHub
 from actors.ports import OUTAGES, EventHandler
-from actors.property import property_kind
+from actors.property import PropertyDeps, property_kind
 from actors.system import ActorSystem
 from edge.admin import serve_admin
 from edge.auth.chain import AuthChain
@@ -52,13 +51,18 @@ from edge.bus import open_publisher, open_source
 from edge.bus.relay import Relay
 from edge.bus.subscriber import Subscriber
 from edge.dashboard.engine import DashboardEngine, Timing
+from edge.inbox.forwarder import run_ack_forwarder
+from edge.inbox.projection import RedisInboxes
 from edge.metrics import Metrics
 from edge.readiness import UNAVAILABLE, Probe, ReadinessBoard, ReasonLog
 from edge.redis_tier import RedisTier
 from edge.settings import Settings, redact_url
+from edge.sse.feed import RedisDeviceFeed
+from edge.sse.hub import StreamHub, node_id
 from edge.sync_cursors import RedisSyncCursors
 from edge.upstream.apis import Upstreams
 from edge.upstream.factory import build_upstreams, close_upstreams, readiness_probe
+from ledger.alert_acks import AlertAckStore
 from ledger.appendlog import Ledger
 from ledger.database import Database
 from ledger.device_status import DeviceStatusStore
@@ -83,7 +87,9 @@ class Services:
     ledger: Ledger
     dashboard: DashboardEngine
     actors: ActorSystem
-    notices: NoticeHub
+    streams: StreamHub
+    inboxes: RedisInboxes
+    alert_acks: AlertAckStore
     auth: AuthChain
     refresh_throttle: RefreshThrottle
     instance_id: str
@@ -125,20 +131,46 @@ async def _start(
     engine = DashboardEngine(upstreams, cache, metrics, Timing.from_settings(settings))
     await nursery.start(engine.run, ledger)
     sessions = SessionStore(session, RevokedSessions())
-    notices = NoticeHub()
+    feed = RedisDeviceFeed(
+        session,
+        sessions.revoked_key,
+        history=settings.sse_history,
+        ttl_s=settings.sse_history_ttl_s,
+        owner_ttl_s=settings.sse_owner_ttl_s,
+        opens_per_minute=settings.sse_opens_per_minute,
+    )
+    inboxes = RedisInboxes(cache, ttl_s=settings.inbox_ttl_s)
+    alert_acks = AlertAckStore(db)
     devices = DeviceDeps(
         log=ledger,
         sessions=sessions,
         cursors=RedisSyncCursors(cache),
         status=DeviceStatusStore(db),
-        notices=notices,
+        feed=feed,
         heartbeat_sample_rate=settings.heartbeat_sample_rate,
     )
-    kinds = [device_kind(devices), property_kind(ledger, engine)]
+    properties = PropertyDeps(log=ledger, views=engine, feed=feed, inboxes=inboxes, acks=alert_acks)
+    kinds = [device_kind(devices), property_kind(properties)]
     actors = ActorSystem(kinds, actor_config(settings), metrics.actors)
     await nursery.start(actors.run)
     readiness.register("actors", actors.health)
     auth = _auth_chain(settings, upstreams, sessions, cache, session, metrics, actors)
+    streams = StreamHub(
+        feed,
+        node_id(instance),
+        metrics,
+        buffer=settings.sse_buffer,
+        renew_s=settings.sse_keepalive_s,
+        suspended=auth.tenants.suspended,
+    )
+    await nursery.start(streams.run)
+    await nursery.start(
+        run_ack_forwarder,
+        alert_acks,
+        upstreams.notification,
+        metrics,
+        settings.ack_forward_interval_s,
+    )
     if settings.admin_enabled:
         binds = await nursery.start(serve_admin, actors, settings.admin_port)
         log.info("admin server listening", extra={"binds": binds})
@@ -159,7 +191,9 @@ async def _start(
         ledger=ledger,
         dashboard=engine,
         actors=actors,
-        notices=notices,
+        streams=streams,
+        inboxes=inboxes,
+        alert_acks=alert_acks,
         auth=auth,
         refresh_throttle=RefreshThrottle(
             session,

@@ -167,8 +167,40 @@ class Metrics:
             ["kind", "event"],
             registry=r,
         )
-        self.dashboard_hints = Counter(
-            "bff_dashboard_hints", "dashboard.hint deliveries by outcome", ["outcome"], registry=r
+        self.sse_streams = Gauge(
+            "bff_sse_connections", "Live SSE streams held by this instance", registry=r
+        )
+        self.sse_events = Counter(
+            "bff_sse_events", "Events written to SSE streams by event name", ["event"], registry=r
+        )
+        self.sse_cut = Counter(
+            "bff_sse_cut",
+            "SSE streams ended by the server, by reason (slow_consumer, replaced, drain, "
+            "force_logout, token_expired, ...)",
+            ["reason"],
+            registry=r,
+        )
+        self.sse_refused = Counter(
+            "bff_sse_refused",
+            "SSE streams refused at open, by reason (too_many_streams, draining, session_closed)",
+            ["reason"],
+            registry=r,
+        )
+        self.sse_broker_errors = Counter(
+            "bff_sse_broker_errors",
+            "Failures of the stream hub's subscription to its node channel (it re-subscribes)",
+            registry=r,
+        )
+        self.sse_repeats_skipped = Counter(
+            "bff_sse_repeats_skipped",
+            "Feed items a stream skipped as repeats (a key appended again after a tier restart)",
+            registry=r,
+        )
+        self.sse_first_event_seconds = Histogram(
+            "bff_sse_first_event_seconds",
+            "From the stream request to its first byte of events (retry hint and history)",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.dashboard_telemetry = Counter(
             "bff_dashboard_telemetry_events",

@@ -42,6 +42,12 @@ class RedisTier:
         self._url = url
         self._client: Client | None = None
 
+    @property
+    def url(self) -> str:
+        """The tier's URL, for a dedicated connection (pub/sub); never log it: it may hold a
+        password."""
+        return self._url
+
     async def open(self) -> None:
         # A blocking pool: when every connection is busy a caller waits for one (within its
         # deadline) instead of failing at once, which would look like the tier being down.

@@ -6,12 +6,13 @@ Task tree (docs/ARCHITECTURE.md has the full picture)::
     └── trio_asyncio.open_loop()           asyncpg and redis-py run on this loop
         └── assemble()                     every long-lived object, in dependency order
             └── nursery
-                ├── watch_signals          SIGTERM/SIGINT → drain → shutdown trigger
+                ├── watch_signals          SIGTERM/SIGINT → drain streams → shutdown trigger
                 └── hypercorn serve        public app on $PORT
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
@@ -54,11 +55,14 @@ def hypercorn_config(settings: Settings) -> Config:
 
 
 async def watch_signals(services: Services, shutdown: trio.Event) -> None:
-    """On the first SIGTERM/SIGINT: fail readiness, then let hypercorn stop accepting and drain."""
+    """On the first SIGTERM/SIGINT: fail readiness, tell every SSE stream to reconnect
+    elsewhere and wait for them to close (TOPOLOGY §15), then let hypercorn stop accepting and
+    finish the requests in flight."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
             log.info("shutdown requested", extra={"signal": signal.Signals(signum).name})
             services.readiness.draining = True
+            await services.streams.drain(services.settings.sse_drain_s)
             shutdown.set()
             return
 
@@ -97,8 +101,22 @@ async def serve_service(
                     "bus": settings.bus_kind,
                 },
             )
+            tune_gc(settings.gc_gen0_threshold)
             task_status.started(binds)
     log.info("stopped")
+
+
+def tune_gc(gen0_threshold: int) -> None:
+    """Freeze what start-up made (modules, app, pools: never garbage) out of every collection,
+    and collect the young generation less often. Per-stream objects would otherwise make each
+    collection scan thousands of streams during a fan-out (``notes/trio-stack.md`` §4: this
+    roughly halves a 2,500-stream broadcast)."""
+    if gen0_threshold <= 0:
+        return
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(gen0_threshold, max(gen1, 50), max(gen2, 100))
 
 
 def main() -> None:

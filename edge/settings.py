@@ -392,6 +392,91 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         ),
     ] = 600.0
 
+    sse_keepalive_s: Annotated[
+        float,
+        Meta(gt=0, le=15, description="an SSE stream sends a keep-alive comment this often"),
+    ] = 15.0
+    sse_retry_ms: Annotated[
+        int, Meta(ge=0, le=600_000, description="the `retry:` hint sent at the start of a stream")
+    ] = 3000
+    sse_history: Annotated[
+        int,
+        Meta(
+            ge=16,
+            le=100_000,
+            description="events a device's feed keeps for `Last-Event-ID` resume (Redis "
+            "Stream `MAXLEN`)",
+        ),
+    ] = 256
+    sse_history_ttl_s: Annotated[
+        float,
+        Meta(
+            gt=0,
+            le=7 * 86400,
+            description="a device's feed is dropped this long after its last event",
+        ),
+    ] = 86400.0
+    sse_buffer: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=10_000,
+            description="events queued for one stream before it is cut off as a slow "
+            "consumer (it resumes with `Last-Event-ID`)",
+        ),
+    ] = 256
+    sse_opens_per_minute: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=10_000,
+            description="streams a device may open per minute (then 429 `RATE_LIMITED`)",
+        ),
+    ] = 20
+    sse_owner_ttl_s: Annotated[
+        float,
+        Meta(
+            gt=0,
+            le=3600,
+            description="a stream's ownership record lives this long unless its instance "
+            "renews it (every keep-alive period): a crashed instance's streams are forgotten",
+        ),
+    ] = 60.0
+    gc_gen0_threshold: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=1_000_000,
+            description="once serving, start-up objects are frozen out of the collector and "
+            "young-generation collections wait for this many allocations (a fan-out to "
+            "thousands of streams is otherwise mostly GC); 0 keeps Python's defaults",
+        ),
+    ] = 50_000
+    sse_drain_s: Annotated[
+        float,
+        Meta(
+            gt=0,
+            le=300,
+            description="on SIGTERM, how long streams get to receive `reconnect` and close",
+        ),
+    ] = 5.0
+    inbox_ttl_s: Annotated[
+        Seconds,
+        Meta(
+            description="an AI suggestion / alert inbox projection expires this long after "
+            "its last change (then it is read through from the upstream again)"
+        ),
+    ] = 3600.0
+    ack_forward_interval_s: Annotated[
+        float,
+        Meta(
+            gt=0,
+            le=3600,
+            description="how often acknowledgements not yet accepted by notification-service "
+            "are retried",
+        ),
+    ] = 5.0
+
     @property
     def admin_enabled(self) -> bool:
         """Whether to serve the admin endpoint: never on port 0, and in production mode only
@@ -421,6 +506,7 @@ SECTIONS: dict[str, str] = {
     "upstream_auth": "**upstreams** (`edge/upstream/`)",
     "dpop_max_age_s": "**device auth** (`edge/auth/`)",
     "dashboard_deadline_s": "**dashboard and workbench** (`edge/dashboard/`)",
+    "sse_keepalive_s": "**SSE stream and inboxes** (`edge/sse/`, `edge/inbox/`)",
 }
 
 

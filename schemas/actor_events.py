@@ -53,3 +53,49 @@ class DeviceSubscription(msgspec.Struct, frozen=True, kw_only=True, rename="came
     """``property.device_subscribed.v1`` / ``…unsubscribed.v1``. Frozen: ``deviceId``."""
 
     device_id: str
+
+
+FEED_DELIVERED = SUBJECT_PREFIX + "sse.delivered.v1"
+
+
+class FeedDelivered(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """``sse.delivered.v1``: a stream event put in the feeds of ``deviceIds`` (the delivery log
+    an audit replays to see what each device was shown). Recorded before the feeds are written,
+    under an event id derived from ``key``, so a retry or another instance records it once.
+    Frozen: ``key``, ``event``, ``data``, ``deviceIds``, ``at``."""
+
+    key: str
+    event: str
+    data: dict[str, object]
+    device_ids: list[str]
+    at: datetime
+    property_id: str | None = None
+    session_id: str | None = None
+
+
+ALERT_ACKNOWLEDGED = SUBJECT_PREFIX + "alert.acknowledged.v1"
+SUGGESTION_DECIDED = SUBJECT_PREFIX + "ai_suggestion.decided.v1"
+
+
+class AlertAcknowledged(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """``alert.acknowledged.v1`` (stream ``alert:<alertId>``, one row: the first ack). Frozen:
+    ``alertId``, ``propertyId``, ``operatorId``, ``deviceId``, ``at``."""
+
+    alert_id: str
+    property_id: str
+    operator_id: str
+    device_id: str
+    at: datetime
+
+
+class SuggestionDecided(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """``ai_suggestion.decided.v1`` (stream ``suggestion:<suggestionId>``, one row). Frozen:
+    ``suggestionId``, ``propertyId``, ``decision``, ``operatorId``, ``deviceId``, ``at``."""
+
+    suggestion_id: str
+    property_id: str
+    decision: str
+    operator_id: str
+    device_id: str
+    at: datetime
+    modification: dict[str, object] | None = None

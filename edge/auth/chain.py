@@ -212,6 +212,7 @@ class AuthChain:
             property_ids=tuple(claims.pids),
             jkt=proof.jkt,
             app_version=app_version,
+            expires_at=claims.exp,
         )
         if not tier.session_known and not tier.tier_down and self.open_session is not None:
             await self.open_session(principal)

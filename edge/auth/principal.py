@@ -51,6 +51,7 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     property_ids: tuple[str, ...]
     jkt: str  # thumbprint of the device's DPoP key
     app_version: str  # X-App-Version, checked against the floor (the request's one version)
+    expires_at: int = 0  # the access token's ``exp`` (a stream ends when its token does)
 
     def require_property(self, property_id: str) -> None:
         """PROPERTY_OUT_OF_SCOPE unless the token's ``pids`` include ``property_id``."""

@@ -28,7 +28,6 @@ from typing import Any, TypeVar
 import msgspec
 import trio
 
-from actors.fanout import Fanout
 from actors.ports import Invalidation
 from edge.dashboard.cache import CacheRef, Claim, Snapshot, SnapshotCache, make_snapshot
 from edge.dashboard.catalogue import Plan, plan_for
@@ -51,9 +50,7 @@ T = TypeVar("T")
 log = logging.getLogger("bff.dashboard")
 _encoder = msgspec.json.Encoder()
 PEER_POLL_S = 0.02
-HINT_BUFFER = 16
 FlightKey = tuple[str, str, str]  # (tenant, property id, cache name)
-Hints = Fanout[tuple[str, str], DashboardHint]  # (tenant, property id) → refresh hints
 
 
 class _Head(msgspec.Struct):
@@ -96,7 +93,6 @@ class DashboardEngine:
         self.upstreams = upstreams
         self.timing = timing
         self.cache = SnapshotCache(tier, metrics, timeout=timing.cache_timeout_s)
-        self.hints: Hints = Fanout(buffer=HINT_BUFFER, on_drop=self._hint_dropped)
         self.telemetry = TelemetryWriter(metrics)
         self._metrics = metrics
         self._nursery: trio.Nursery | None = None
@@ -209,13 +205,13 @@ class DashboardEngine:
         self, tenant: str, property_id: str, subject: str, event_id: str
     ) -> Invalidation:
         """Supersede this process's running flights that ``subject`` makes stale (still served
-        to their followers, never cached), bump their families' generations, hint the desktops
-        (always: a hint is useful even with the cache tier down), then delete the stale
-        entries. With the generations bumped a failed delete is harmless, so only a failed
-        delete without that raises (and the event is redelivered)."""
+        to their followers, never cached), bump their families' generations, then delete the
+        stale entries; the returned hint goes to the desktops (useful even with the cache tier
+        down). With the generations bumped a failed delete is harmless, so only a failed delete
+        without that raises (and the event is redelivered)."""
         affected = affected_by(subject)
         if not affected:
-            return Invalidation(voided=False, deleted=[], hinted=False)
+            return Invalidation(voided=False, deleted=[])
         for (t, pid, name), flight in list(self._flights.items()):
             if (t, pid) == (tenant, property_id) and is_affected(name, affected):
                 flight.superseded = True
@@ -229,8 +225,6 @@ class DashboardEngine:
             event_id=event_id,
             at=_utc_now(),
         )
-        delivered = self.hints.publish((tenant, property_id), hint)
-        self._metrics.dashboard_hints.labels("delivered").inc(delivered)
         try:
             names = await self.cache.names(tenant, property_id)
         except TierUnavailable as exc:  # unreachable index: nothing it names can be read now
@@ -244,10 +238,7 @@ class DashboardEngine:
                 raise
             log.warning("stale cache entries not deleted (voided)", extra={"error": str(exc)})
             stale = []
-        return Invalidation(voided=voided, deleted=stale, hinted=True)
-
-    def _hint_dropped(self) -> None:
-        self._metrics.dashboard_hints.labels("dropped").inc()
+        return Invalidation(voided=voided, deleted=stale, hint=msgspec.to_builtins(hint))
 
     def _spawn(self, run: Any, flight: Flight[Any], *args: Any) -> None:
         if self._nursery is None:

@@ -12,8 +12,10 @@ from the simulated reservation-service.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
+import sys
 import time
 import uuid
 from typing import Any
@@ -233,9 +235,38 @@ def curl_command(args: argparse.Namespace) -> str:
     device.sign_in(args.username)
     url = args.bff_url.rstrip("/") + args.curl
     headers = device.auth_headers("GET", url.split("?", 1)[0])
-    headers["Accept"] = args.accept
+    stream = "/sse/stream" in args.curl
+    headers["Accept"] = "text/event-stream" if stream else args.accept
     flags = " ".join(f"-H {shlex.quote(f'{k}: {v}')}" for k, v in headers.items())
+    if stream and device.tokens is not None:
+        print(_stream_hints(args, device.tokens.session_id), file=sys.stderr)
     return f"curl -sN {flags} {shlex.quote(url)}"
+
+
+def _stream_hints(args: argparse.Namespace, session_id: str) -> str:
+    """What to run in another terminal to see an alert and then a force-logout on the stream
+    (stderr: stdout stays one runnable line)."""
+    sim = args.sim_url.rstrip("/")
+    alert = {
+        "subject": "melmastoon.alert.raised.v1",
+        "data": {
+            "tenantId": args.tenant,
+            "propertyId": args.property,
+            "alertId": "al-curl-1",
+            "severity": "high",
+            "category": "maintenance",
+            "title": "Boiler pressure low",
+            "occurredAt": "2026-12-01T09:30:00Z",
+        },
+    }
+    revoke = {"reason": "security"}
+    post = "curl -s -X POST -H 'Content-Type: application/json'"
+    return (
+        f"# session {session_id}; in another terminal:\n"
+        f"#   an alert:       {post} -d {shlex.quote(json.dumps(alert))} {sim}/_sim/events\n"
+        f"#   a force-logout: {post} -d {shlex.quote(json.dumps(revoke))} "
+        f"{sim}/_sim/iam/sessions/{session_id}/revoke"
+    )
 
 
 if __name__ == "__main__":

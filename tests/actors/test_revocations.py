@@ -1,8 +1,9 @@
 """iam's revocations (``iam.session.revoked.v1``, ``iam.user.disabled.v1``) end exactly the
 sessions they name: the revocation marker first, from ``(tenant, sessionId)`` alone, then the
-device holding each session records the close and tells its streams. On a shared device another
-operator's session is never touched, and a malformed hint (``deviceId``) never makes a
-revocation fail open. In-memory ports (``actors/testing.py``)."""
+device holding each session records the close and puts a force-logout on its feed (what its
+stream is sent, on whichever instance holds it). On a shared device another operator's session
+is never touched, and a malformed hint (``deviceId``) never makes a revocation fail open.
+In-memory ports (``actors/testing.py``)."""
 
 from __future__ import annotations
 
@@ -17,15 +18,16 @@ import trio
 
 from actors.address import device
 from actors.config import ActorConfig
-from actors.device import DeviceState, OpenSession
+from actors.device import CloseSession, DeviceState, OpenSession
 from actors.dispatch import route_domain_event
 from actors.errors import DependencyUnavailable
 from actors.messages import GetState
-from actors.notices import Notice
 from actors.ports import InboundEvent
 from actors.system import ActorSystem
-from schemas.actor_events import SESSION_CLOSED, SessionClosed
+from actors.testing import Outage
+from schemas.actor_events import FEED_DELIVERED, SESSION_CLOSED, FeedDelivered, SessionClosed
 from schemas.sessions import BackofficeSession
+from schemas.sse import END_OF_STREAM, FeedItem
 from tests.support.actor_world import World
 
 T = "tnt-a"
@@ -75,20 +77,30 @@ def closed(world: World, device_id: str) -> list[tuple[str, str]]:
 
 
 @contextmanager
-def notices(world: World, device_id: str) -> Iterator[list[Notice]]:
-    """The notices this process's streams of the device heard, while the block lasts."""
-    heard: list[Notice] = []
-    with world.notices.subscribe((T, device_id)) as stream:
-        yield heard
-        while True:
-            try:
-                heard.append(stream.receive_nowait())
-            except trio.WouldBlock:
-                break
+def notices(world: World, device_id: str) -> Iterator[list[FeedItem]]:
+    """What the device's feed took while the block lasts: what its stream is sent, whichever
+    instance holds it (the feed is shared by every instance)."""
+    heard: list[FeedItem] = []
+    before = world.feed.entries(T, device_id)
+    mark = before[-1][0] if before else None
+    yield heard
+    heard.extend(item for _, item in world.feed.entries(T, device_id, after=mark))
 
 
-def force_logouts(heard: list[Notice]) -> list[str]:
-    return [n.data["reason"] for n in heard if n.data.get("kind") == "force_logout"]
+def force_logouts(heard: list[FeedItem]) -> list[str]:
+    return [
+        n.data["reason"]
+        for n in heard
+        if n.event == "session" and n.data.get("kind") == "force_logout"
+    ]
+
+
+def delivered(world: World, device_id: str) -> list[FeedDelivered]:
+    """The device's ``sse.delivered.v1`` rows (the delivery log)."""
+    stream = f"device-feed:{device_id}"
+    rows = [e for e in world.ledger.events if (e.tenant, e.stream) == (T, stream)]
+    decode = msgspec.json.Decoder(FeedDelivered).decode
+    return [decode(e.payload) for e in rows if e.subject == FEED_DELIVERED]
 
 
 # --- iam.user.disabled.v1 ------------------------------------------------------------------
@@ -111,6 +123,10 @@ async def test_disabling_an_operator_on_a_shared_device_ends_only_their_session(
     assert (T, "s-y") not in world.sessions.revoked
     assert closed(world, "d1") == [("s-x", "user_disabled")]
     assert force_logouts(heard) == ["user_disabled"]
+    assert [n.session_id for n in heard] == ["s-x"]  # Y's stream (session s-y) goes on
+    assert [(r.key, r.device_ids) for r in delivered(world, "d1")] == [
+        ("session-closed:s-x", ["d1"])
+    ]
     after = await state(system, "d1")
     assert after.session_id == "s-y" and after.session_ref == "s-y"
 
@@ -287,14 +303,34 @@ async def test_malformed_entries_of_session_ids_are_counted_and_the_rest_revoked
     assert closed(world, "d1") == [("s-x", "user_disabled")]
 
 
-async def test_each_instance_tells_its_own_streams_even_when_another_recorded_the_close(
+async def test_a_sign_out_ends_the_sessions_streams_without_a_force_logout(
+    system: ActorSystem, world: World
+) -> None:
+    """The device signing out itself: its session's streams just close (``_end``)."""
+    await sign_in(system, "d1", "s-x", X)
+    with notices(world, "d1") as heard:
+        await system.ask(device(T, "d1"), CloseSession(session_id="s-x", reason="sign_out"))
+    assert [(n.event, n.key, n.session_id) for n in heard] == [
+        (END_OF_STREAM, "session-closed:s-x", "s-x")
+    ]
+    assert force_logouts(heard) == []
+    assert closed(world, "d1") == [("s-x", "sign_out")]
+
+
+def second_instance(world: World) -> World:
+    """Another instance's ports: the same Postgres (ledger) and Redis (sessions, feeds)."""
+    other = World(postgres=world.postgres, redis=world.redis)
+    other.ledger, other.sessions, other.feed = world.ledger, world.sessions, world.feed
+    return other
+
+
+async def test_each_instance_tells_the_devices_stream_even_when_another_recorded_the_close(
     world: World,
 ) -> None:
     """Every instance consumes the event and hosts its own DeviceActor for the device; only one
-    records ``session.closed.v1``, but the desktop's stream may be on either: both publish the
-    force-logout to their own streams."""
-    other = World()
-    other.ledger, other.sessions = world.ledger, world.sessions  # shared Postgres and Redis
+    records ``session.closed.v1``, but both put the force-logout on the device's feed (shared
+    by every instance): the device's stream, wherever it is, is sent it once."""
+    other = second_instance(world)
     first = ActorSystem(world.kinds(), ActorConfig())
     second = ActorSystem(other.kinds(), ActorConfig())
     async with trio.open_nursery() as nursery:
@@ -303,9 +339,56 @@ async def test_each_instance_tells_its_own_streams_even_when_another_recorded_th
         await sign_in(first, "d1", "s-x", X)
         assert (await state(second, "d1")).session_id == "s-x"  # activated with it open
         event = inbound(REVOKED, sessionId="s-x", deviceId="d1", reason="security")
-        with notices(world, "d1") as here, notices(other, "d1") as there:
+        with notices(world, "d1") as heard:
             await route_domain_event(first, event, sessions=world.sessions)
             await route_domain_event(second, event, sessions=other.sessions)
-        assert force_logouts(here) == ["security"] and force_logouts(there) == ["security"]
+        assert force_logouts(heard) == ["security"]  # once
+        offered = [a for a in world.feed.appends if a[2] == "session-closed:s-x"]
+        assert offered == [(T, ("d1",), "session-closed:s-x")] * 2  # by both instances
         assert closed(world, "d1") == [("s-x", "security")]  # recorded once
+        assert len(delivered(world, "d1")) == 1  # and logged once
         nursery.cancel_scope.cancel()
+
+
+async def test_a_force_logout_one_instance_could_not_push_is_pushed_by_the_other(
+    world: World,
+) -> None:
+    """The instance that records the close finds the feed down (the event is redelivered to
+    it); the other instance, whose actor held the session, still puts the force-logout on the
+    feed when the event reaches it."""
+    other = second_instance(world)
+    first = ActorSystem(world.kinds(), ActorConfig())
+    second = ActorSystem(other.kinds(), ActorConfig())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(first.run)
+        await nursery.start(second.run)
+        await sign_in(first, "d1", "s-x", X)
+        assert (await state(second, "d1")).session_id == "s-x"
+        event = inbound(REVOKED, sessionId="s-x", deviceId="d1", reason="security")
+        with notices(world, "d1") as heard:
+            world.feed.outage = Outage(down=True)  # only the feeds: the session tier is up
+            with pytest.raises(DependencyUnavailable):
+                await route_domain_event(first, event, sessions=world.sessions)
+            world.feed.outage = world.redis
+            assert closed(world, "d1") == [("s-x", "security")]  # recorded before the push
+            assert world.feed.items(T, "d1") == []
+            await route_domain_event(second, event, sessions=other.sessions)
+        assert force_logouts(heard) == ["security"]
+        assert (T, "s-x") in world.sessions.revoked
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_force_logout_the_feed_missed_is_pushed_when_the_close_is_retried(
+    system: ActorSystem, world: World
+) -> None:
+    """One instance: the close is recorded, then the feed is down (the event is redelivered).
+    The redelivery must still put the force-logout on the device's feed."""
+    await sign_in(system, "d1", "s-x", X)
+    event = inbound(REVOKED, sessionId="s-x", deviceId="d1", reason="security")
+    world.feed.outage = Outage(down=True)
+    with pytest.raises(DependencyUnavailable):
+        await route_domain_event(system, event, sessions=world.sessions)
+    world.feed.outage = world.redis
+    with notices(world, "d1") as heard:
+        await route_domain_event(system, event, sessions=world.sessions)  # the redelivery
+    assert force_logouts(heard) == ["security"]

@@ -12,12 +12,14 @@ import trio
 from actors.config import ActorConfig
 from actors.device import DeviceDeps, device_kind
 from actors.kind import ActorKind
-from actors.notices import NoticeHub
-from actors.property import property_kind
+from actors.property import PropertyDeps, property_kind
 from actors.system import ActorSystem
 from actors.testing import (
+    MemoryAlertAcks,
+    MemoryDeviceFeed,
     MemoryDeviceStatus,
     MemoryEventLog,
+    MemoryInboxes,
     MemoryPropertyViews,
     MemorySessionTier,
     MemorySyncCursors,
@@ -27,7 +29,10 @@ from actors.testing import (
 
 @dataclass
 class World:
-    """The ports an actor system runs on; ``postgres`` and ``redis`` switch outages."""
+    """The ports an actor system runs on; ``postgres`` and ``redis`` switch outages (the
+    devices' feeds live in the Redis session tier, the inboxes in the cache tier, the alert
+    acknowledgements in Postgres). Two actor systems on one world are two instances sharing
+    Postgres and Redis."""
 
     postgres: Outage = field(default_factory=Outage)
     redis: Outage = field(default_factory=Outage)
@@ -36,7 +41,9 @@ class World:
     cursors: MemorySyncCursors = field(init=False)
     status: MemoryDeviceStatus = field(init=False)
     views: MemoryPropertyViews = field(init=False)
-    notices: NoticeHub = field(default_factory=NoticeHub)
+    feed: MemoryDeviceFeed = field(init=False)
+    inboxes: MemoryInboxes = field(init=False)
+    acks: MemoryAlertAcks = field(init=False)
 
     def __post_init__(self) -> None:
         self.ledger = MemoryEventLog(self.postgres)
@@ -44,6 +51,9 @@ class World:
         self.sessions = MemorySessionTier(self.redis)
         self.cursors = MemorySyncCursors(self.redis)
         self.views = MemoryPropertyViews(outage=self.redis)
+        self.feed = MemoryDeviceFeed(self.redis)
+        self.inboxes = MemoryInboxes(self.redis)
+        self.acks = MemoryAlertAcks(self.postgres)
 
     def kinds(self) -> list[ActorKind]:
         deps = DeviceDeps(
@@ -51,10 +61,17 @@ class World:
             sessions=self.sessions,
             cursors=self.cursors,
             status=self.status,
-            notices=self.notices,
+            feed=self.feed,
             heartbeat_sample_rate=1.0,
         )
-        return [device_kind(deps), property_kind(self.ledger, self.views)]
+        property_deps = PropertyDeps(
+            log=self.ledger,
+            views=self.views,
+            feed=self.feed,
+            inboxes=self.inboxes,
+            acks=self.acks,
+        )
+        return [device_kind(deps), property_kind(property_deps)]
 
 
 @asynccontextmanager

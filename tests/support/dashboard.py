@@ -10,8 +10,9 @@ from typing import Any
 import trio
 
 from actors.config import ActorConfig
-from actors.property import property_kind
+from actors.property import PropertyDeps, property_kind
 from actors.system import ActorSystem
+from actors.testing import MemoryAlertAcks, MemoryDeviceFeed, MemoryInboxes
 from edge.dashboard.engine import DashboardEngine, Timing
 from edge.metrics import Metrics
 from edge.redis_tier import RedisTier
@@ -42,11 +43,23 @@ async def running_engine(
 
 @asynccontextmanager
 async def property_actors(
-    db: Database, engine: DashboardEngine, metrics: Metrics | None = None
+    db: Database,
+    engine: DashboardEngine,
+    metrics: Metrics | None = None,
+    feed: MemoryDeviceFeed | None = None,
 ) -> AsyncIterator[tuple[ActorSystem, Ledger]]:
-    """An actor system with only the PropertyActor kind, its views behind ``engine``."""
+    """An actor system with only the PropertyActor kind, its views behind ``engine``; the
+    devices' feeds (``feed``: pass one to see what the devices are sent), the inboxes and the
+    alert acknowledgements are in memory."""
     ledger = Ledger(db)
-    kinds = [property_kind(ledger, engine)]
+    deps = PropertyDeps(
+        log=ledger,
+        views=engine,
+        feed=feed if feed is not None else MemoryDeviceFeed(),
+        inboxes=MemoryInboxes(),
+        acks=MemoryAlertAcks(),
+    )
+    kinds = [property_kind(deps)]
     system = ActorSystem(kinds, ActorConfig(mailbox_size=256), (metrics or Metrics()).actors)
     async with trio.open_nursery() as nursery:
         await nursery.start(ledger.run)

@@ -22,12 +22,16 @@ class Desktop:
         tenant: str = "tnt-demo",
         *,
         device: DemoDevice | None = None,
+        sign_in: bool = True,
     ) -> None:
+        """``sign_in=False`` with a signed-in ``device``: the same session, e.g. on another
+        instance."""
         self.bff_url = bff_url.rstrip("/")
         self.device = device or DemoDevice(sim_url, tenant)
         if not self.device.device_id:
             self.device.enroll()
-        self.device.sign_in(username)
+        if sign_in or self.device.tokens is None:
+            self.device.sign_in(username)
         self.http = httpx.Client(base_url=self.bff_url, timeout=15.0)
 
     @property

@@ -287,7 +287,9 @@ def test_first_byte_comes_before_the_composition(sim: SimHandle, fd: Desktop) ->
     sim.fault("ai", "latency", latency_ms=300)
     lines, arrived, _ = stream(fd)
     check_shape(lines, "front_desk")
-    assert arrived[0] < 0.3 <= arrived[-1]
+    # Relative, not absolute: on a busy machine the first line may come late, but it never
+    # waits for the slow widget (it would then arrive with the last one).
+    assert arrived[-1] >= 0.3 and arrived[-1] - arrived[0] >= 0.2
 
 
 def test_a_domain_event_on_the_bus_invalidates_the_cached_dashboard(
