@@ -4,6 +4,7 @@ up."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -20,14 +21,25 @@ from tests.support.procs import free_port, wait_until
 ROUNDING = 0.002  # the admin endpoint rounds ages to milliseconds
 
 
-def listening_addresses(port: int) -> list[str]:
-    """Local addresses with a LISTEN socket on ``port`` (from /proc/net/tcp and tcp6)."""
+def listening_addresses(port: int, pid: int) -> list[str]:
+    """Local addresses with a LISTEN socket on ``port`` held by process ``pid`` (from
+    /proc/net/tcp and tcp6, matched to the process's socket inodes: another process on this
+    machine may have taken the same free port meanwhile)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
     found = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
-            local, state = line.split()[1], line.split()[3]
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
             address, hex_port = local.split(":")
-            if state == "0A" and int(hex_port, 16) == port:
+            if state == "0A" and int(hex_port, 16) == port and inode in inodes:
                 found.append(address)
     return found
 
@@ -43,7 +55,7 @@ def heartbeat(admin: str, device: str, command: str) -> httpx.Response:
 def test_admin_is_loopback_only_and_absent_from_the_public_port(start_bff: ServiceFactory) -> None:
     admin_port = free_port()
     bff = start_bff(BFF_ADMIN_PORT=str(admin_port))
-    assert listening_addresses(admin_port) == ["0100007F"]  # 127.0.0.1, nothing else
+    assert listening_addresses(admin_port, bff.popen.pid) == ["0100007F"]  # 127.0.0.1, nothing else
     assert httpx.get(f"{bff.url}/admin/actors", timeout=5).status_code == 404
     kill = httpx.post(f"{bff.url}/admin/actors/kill", json={"all": True}, timeout=5)
     assert kill.status_code in (404, 405)
@@ -129,14 +141,14 @@ def test_admin_is_off_by_default_in_production_mode(start_bff: ServiceFactory) -
     ``BFF_ADMIN=on`` says so (and never when ``BFF_ADMIN=off``, whatever the mode)."""
     default_port, enabled_port, off_port = free_port(), free_port(), free_port()
     # the admin server starts before the public port answers: absent now is absent for good
-    start_bff(BFF_ADMIN_PORT=str(default_port), **PRODUCTION)
-    assert listening_addresses(default_port) == []
-    start_bff(BFF_ADMIN_PORT=str(enabled_port), BFF_ADMIN="on", **PRODUCTION)
-    assert listening_addresses(enabled_port) == ["0100007F"]
+    default = start_bff(BFF_ADMIN_PORT=str(default_port), **PRODUCTION)
+    assert listening_addresses(default_port, default.popen.pid) == []
+    enabled = start_bff(BFF_ADMIN_PORT=str(enabled_port), BFF_ADMIN="on", **PRODUCTION)
+    assert listening_addresses(enabled_port, enabled.popen.pid) == ["0100007F"]
     health = httpx.get(f"http://127.0.0.1:{enabled_port}/admin/health", timeout=5)
     assert health.status_code == 200
-    start_bff(BFF_ADMIN_PORT=str(off_port), BFF_ADMIN="off")
-    assert listening_addresses(off_port) == []
+    off = start_bff(BFF_ADMIN_PORT=str(off_port), BFF_ADMIN="off")
+    assert listening_addresses(off_port, off.popen.pid) == []
 
 
 def test_admin_lists_asks_and_kills_actors(start_bff: ServiceFactory) -> None:
