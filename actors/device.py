@@ -3,9 +3,12 @@
 Ledger-held state (stream ``device:<deviceId>``): the device's sessions (``session.opened.v1``,
 ``session.closed.v1``); heartbeat telemetry (``device.heartbeat.v1``) is appended for a sample
 of heartbeats only (``BFF_HEARTBEAT_SAMPLE_RATE``, SERVICE_OVERVIEW/DEPLOYMENT_TOPOLOGY: high
-volume, low value). Postgres-held state: ``DeviceSyncStatus`` (last seen, app version, heartbeat
-count; every heartbeat, retries counted once). Redis-held state: the session blob and revocation
-marker (session tier, shared by every instance) and the sync cursor (cache tier).
+volume, low value); the sync cursor's changes (``sync.cursor_advanced.v1``) and handshakes
+(``sync.handshake_completed.v1``, see ``actors/device_sync.py``). Postgres-held state:
+``DeviceSyncStatus`` (last seen, app version, heartbeat count — every heartbeat, retries counted
+once —, the sync cursor, the offline-queue hint). Redis-held state: the session blob and
+revocation marker (session tier, shared by every instance) and a copy of the sync cursor (cache
+tier).
 """
 
 from __future__ import annotations
@@ -22,11 +25,23 @@ import msgspec
 from actors.address import DEVICE as KIND
 from actors.address import ActorAddress
 from actors.delivery import deliver
+from actors.device_sync import (
+    SYNC_MESSAGES,
+    AdvanceCursor,
+    CompleteHandshake,
+    CursorAck,
+    RecordQueueHint,
+    advanced_event,
+    handshake_event,
+)
 from actors.errors import CommandRejected
 from actors.eventsourced import EventSourced, Pending
 from actors.kind import ActorKind
 from actors.messages import CommandId, DomainEvent, GetState, Handled, Message
+from actors.mutations import MUTATION_MESSAGES, RecordMutationAttempt, RecordMutationOutcome
+from actors.mutations import record_mutation as _record_mutation
 from actors.ports import (
+    CachedCursor,
     DependencyDown,
     DeviceFeed,
     DeviceStatus,
@@ -37,6 +52,7 @@ from actors.ports import (
     StreamsThrottled,
     SyncCursors,
 )
+from ledger.device_status import DeviceSyncStatus
 from schemas.actor_events import (
     HEARTBEAT,
     SESSION_CLOSED,
@@ -70,6 +86,10 @@ class RecordHeartbeat(Message, frozen=True, tag="recordHeartbeat"):
     command_id: CommandId
     app_version: AppVersion
     operator_id: str | None = None
+    # The heartbeat's sync fields (DeviceSyncStatus and the offline-queue hint).
+    sync_cursor: Annotated[int, msgspec.Meta(ge=0, lt=10**18)] | None = None
+    queued_actions: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] | None = None
+    online_since: datetime | None = None
 
 
 class OpenSession(Message, frozen=True, tag="openSession"):
@@ -118,6 +138,11 @@ DeviceMessage = (
     | DetachStream
     | GetState
     | DomainEvent
+    | RecordMutationAttempt
+    | RecordMutationOutcome
+    | AdvanceCursor
+    | CompleteHandshake
+    | RecordQueueHint
 )
 
 
@@ -154,7 +179,8 @@ class DeviceState(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     last_seen_at: datetime | None = None
     app_version: str | None = None
     session_ref: str | None = None  # what the session tier says (shared by instances)
-    sync_cursor: str | None = None
+    sync_cursor: int | None = None
+    uncached_cursor: CachedCursor | None = None  # the cache tier missed this copy: retried
 
 
 _opened = msgspec.json.Decoder(SessionOpened)
@@ -299,21 +325,15 @@ class DeviceActor(EventSourced[DeviceState]):
         return apply_device_event(state, subject, payload)
 
     async def load_volatile(self) -> None:
-        """Reload what lives outside the ledger: status (Postgres), session ref, cursor."""
+        """Reload what lives outside the ledger: status and sync cursor (Postgres, the
+        cursor's authority; the cache tier only copies it), session ref."""
         tenant, device = self.address.tenant, self.address.id
         status = await self._deps.status.get(tenant, device)
         session_ref = await self._deps.sessions.current(tenant, device)
-        cursor: str | None = None
-        try:
-            cursor = await self._deps.cursors.get(tenant, device)
-        except DependencyDown as exc:  # the cursor is a cache: the device re-handshakes
-            log.warning(
-                "sync cursor not loaded", extra={"actor": str(self.address), "error": str(exc)}
-            )
         self.state = msgspec.structs.replace(
             self.state,
             session_ref=session_ref,
-            sync_cursor=cursor,
+            sync_cursor=status.cursor_version if status else None,
             heartbeat_count=status.heartbeat_count if status else 0,
             last_seen_at=status.last_seen_at if status else None,
             app_version=status.app_version if status else None,
@@ -338,6 +358,11 @@ class DeviceActor(EventSourced[DeviceState]):
             return self.state
         if isinstance(message, DomainEvent):
             return await self._domain_event(message)
+        if isinstance(message, MUTATION_MESSAGES):  # actors/mutations.py: the audit rows
+            closed = self.state.closed_sessions
+            return await _record_mutation(self._deps.log, self.address, closed, message)
+        if isinstance(message, SYNC_MESSAGES):  # actors/device_sync.py
+            return await self._sync(message)
         raise CommandRejected(self.address, f"unsupported message {type(message).__name__}")
 
     async def _heartbeat(self, command: RecordHeartbeat) -> HeartbeatAck:
@@ -358,6 +383,9 @@ class DeviceActor(EventSourced[DeviceState]):
                 app_version=command.app_version,
                 at=at,
                 operator_id=command.operator_id,
+                sync_cursor=None if command.sync_cursor is None else str(command.sync_cursor),
+                queued_actions=command.queued_actions,
+                online_since=command.online_since,
             )
             await self.execute(
                 lambda _: [Pending(HEARTBEAT, telemetry, event_id)],
@@ -371,6 +399,8 @@ class DeviceActor(EventSourced[DeviceState]):
             app_version=command.app_version,
             operator_id=command.operator_id,
             command_id=command.command_id,
+            queued_actions=command.queued_actions,
+            online_since=command.online_since,
         )
         status = outcome.status
         self.state = msgspec.structs.replace(
@@ -379,9 +409,108 @@ class DeviceActor(EventSourced[DeviceState]):
             last_seen_at=status.last_seen_at,
             app_version=status.app_version,
         )
+        await self._heartbeat_cursor(command, status)
         return HeartbeatAck(
             heartbeat_count=status.heartbeat_count, duplicate=outcome.duplicate, sampled=sampled
         )
+
+    # --- sync (actors/device_sync.py) ----------------------------------------------------------
+
+    async def _sync(
+        self, message: AdvanceCursor | CompleteHandshake | RecordQueueHint
+    ) -> CursorAck:
+        await self._recache()
+        if isinstance(message, AdvanceCursor):
+            return await self._advance(message)
+        if isinstance(message, CompleteHandshake):
+            return await self._complete_handshake(message)
+        status = await self._deps.status.record_queue_hint(
+            self.address.tenant,
+            self.address.id,
+            queued_actions=message.queued_actions,
+            oldest_queued_at=message.oldest_queued_at,
+            at=datetime.now(UTC),
+            operator_id=message.operator_id,
+        )
+        return CursorAck(status=status, changed=False)
+
+    async def _heartbeat_cursor(self, command: RecordHeartbeat, status: DeviceSyncStatus) -> None:
+        """The heartbeat's ``syncCursor`` moves the cursor when it is newer (a retried
+        heartbeat too: an advance is idempotent)."""
+        await self._recache()
+        reported, held = command.sync_cursor, status.cursor_version
+        if reported is None or (held is not None and reported <= held):
+            return
+        await self._advance(
+            AdvanceCursor(cursor=reported, source="heartbeat", operator_id=command.operator_id)
+        )
+
+    async def _advance(self, command: AdvanceCursor) -> CursorAck:
+        """Postgres first (one conditional write: the cursor never moves backwards, whatever
+        runs concurrently), then the new revision's ledger event, then the cache tier's copy.
+        A crash after the first step loses only that revision's event."""
+        tenant, device = self.address.tenant, self.address.id
+        move = await self._deps.status.advance_cursor(
+            tenant,
+            device,
+            command.cursor,
+            at=datetime.now(UTC),
+            source=command.source,
+            operator_id=command.operator_id,
+        )
+        if move.changed:
+            pending = advanced_event(tenant, device, move.status, command.operator_id)
+            await self.execute(
+                lambda _: [pending], device_id=device, operator_id=command.operator_id
+            )
+        await self._cache(move.status)
+        return CursorAck(status=move.status, changed=move.changed)
+
+    async def _complete_handshake(self, command: CompleteHandshake) -> CursorAck:
+        """Reset the cursor to sync-service's authoritative one when it differs from what the
+        handshake read (a compare-and-set on that read's revision), then record the handshake."""
+        tenant, device = self.address.tenant, self.address.id
+        at = datetime.now(UTC)
+        move = None
+        if command.cursor is not None and command.cursor != command.cached:
+            move = await self._deps.status.reset_cursor(
+                tenant,
+                device,
+                command.cursor,
+                expected_revision=command.cached_revision,
+                at=at,
+                operator_id=command.operator_id,
+            )
+        reset = move is not None and move.changed and command.cached is not None  # not a fill
+        pending = handshake_event(tenant, device, command, reset, at)
+        await self.execute(lambda _: [pending], device_id=device, operator_id=command.operator_id)
+        if move is None:  # nothing written: the cursor and its copy are as they were
+            return CursorAck(status=None, changed=False)
+        await self._cache(move.status)
+        return CursorAck(status=move.status, changed=reset)
+
+    async def _cache(self, status: DeviceSyncStatus) -> None:
+        """Copy the cursor to the cache tier (best effort: it is the fallback for a Postgres
+        outage). A copy the tier missed is offered again with the device's next message."""
+        self.state = msgspec.structs.replace(self.state, sync_cursor=status.cursor_version)
+        cached = CachedCursor.of(status)
+        if cached is not None:
+            self.state = msgspec.structs.replace(self.state, uncached_cursor=cached)
+            await self._recache()
+
+    async def _recache(self) -> None:
+        cached = self.state.uncached_cursor
+        if cached is None:
+            return
+        try:
+            await self._deps.cursors.put(self.address.tenant, self.address.id, cached)
+        except DependencyDown as exc:
+            log.warning(
+                "sync cursor not copied to the cache tier",
+                extra={"actor": str(self.address), "error": str(exc)},
+            )
+            return
+        self.state = msgspec.structs.replace(self.state, uncached_cursor=None)
 
     async def _open(self, command: OpenSession) -> SessionAck:
         changed = await self.execute(
@@ -501,6 +630,8 @@ def device_kind(deps: DeviceDeps) -> ActorKind:
             DetachStream,
             GetState,
             DomainEvent,
+            *MUTATION_MESSAGES,
+            *SYNC_MESSAGES,
         ),
         factory=lambda address: DeviceActor(address, deps),
     )

@@ -7,7 +7,9 @@ its data; an event naming neither, or naming another tenant than it was delivere
 irrelevant here and returns without effect.
 
 iam's revocations (``iam.session.revoked.v1``, ``iam.user.disabled.v1``) route by the sessions
-they name, not by a device: see :func:`_route_revocation`.
+they name, not by a device: see :func:`_route_revocation`. ``theme.published.v1`` concerns a
+whole tenant and no actor: it invalidates the tenant's rendered shortcut help directly through
+the ``ShortcutHelp`` port.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import msgspec
 from actors.address import device, property_
 from actors.device import REVOCATIONS, USER_DISABLED, CloseSession, Revocation, read_revocation
 from actors.messages import DomainEvent
-from actors.ports import InboundEvent, SessionTier
+from actors.ports import InboundEvent, SessionTier, ShortcutHelp
 from actors.system import ActorSystem
 from schemas.identifiers import Identifier
+from schemas.preferences import THEME_PUBLISHED, ThemePublished
 
 log = logging.getLogger("bff.actors.dispatch")
 
@@ -43,6 +46,7 @@ async def route_domain_event(
     *,
     sessions: SessionTier | None = None,
     timeout: float | None = None,
+    shortcut_help: ShortcutHelp | None = None,
 ) -> None:
     """Deliver ``event`` to its DeviceActor and/or PropertyActor and wait until handled.
 
@@ -53,6 +57,9 @@ async def route_domain_event(
         if sessions is None:
             raise ValueError(f"{event.subject} is routed through the session tier")
         await _route_revocation(system, event, sessions, timeout)
+        return
+    if event.subject == THEME_PUBLISHED:
+        await _route_theme(event, shortcut_help)
         return
     try:
         refs = _refs.decode(event.data)
@@ -131,6 +138,24 @@ async def _route_revocation(
         await system.ask(property_(event.tenant, revocation.property_id), message, timeout=timeout)
 
 
+async def _route_theme(event: InboundEvent, shortcut_help: ShortcutHelp | None) -> None:
+    """A tenant published a theme: the shortcut help rendered for its operators is stale.
+    Raises (redelivery) only when the invalidation could not be recorded."""
+    try:
+        theme = msgspec.json.decode(event.data, type=ThemePublished)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        log.warning("theme event unreadable", extra={"eventId": event.event_id, "error": str(exc)})
+        return
+    if theme.tenant_id != event.tenant:
+        log.warning(
+            "domain event tenant mismatch; ignored",
+            extra={"eventId": event.event_id, "subject": event.subject},
+        )
+        return
+    if shortcut_help is not None:
+        await shortcut_help.invalidate_tenant(event.tenant)
+
+
 def _count_dropped(system: ActorSystem, event: InboundEvent, revocation: Revocation) -> None:
     """Log and count the session ids a revocation could not revoke (missing or malformed)."""
     missing = 1 if event.subject != USER_DISABLED and not revocation.session_ids else 0
@@ -148,9 +173,17 @@ class DomainEventRouter:
     """The bus subscriber's handler (an :data:`~actors.ports.EventHandler`): routes each
     consumed event to its actors and returns once they handled it."""
 
-    def __init__(self, system: ActorSystem, sessions: SessionTier) -> None:
+    def __init__(
+        self,
+        system: ActorSystem,
+        sessions: SessionTier,
+        shortcut_help: ShortcutHelp | None = None,
+    ) -> None:
         self._system = system
         self._sessions = sessions
+        self._shortcut_help = shortcut_help
 
     async def __call__(self, event: InboundEvent) -> None:
-        await route_domain_event(self._system, event, sessions=self._sessions)
+        await route_domain_event(
+            self._system, event, sessions=self._sessions, shortcut_help=self._shortcut_help
+        )

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import msgspec
 
 from ledger.database import DatabaseUnavailable
-from ledger.device_status import DeviceSyncStatus, HeartbeatOutcome
+from ledger.device_status import CursorMove, DeviceSyncStatus, HeartbeatOutcome
 from ledger.model import AppendResult, NewEvent, RecordedEvent
 from schemas.inbox import AlertAck as AlertAck
 from schemas.inbox import AlertRaised, SuggestionCreated
@@ -99,15 +99,84 @@ class DeviceStatus(Protocol):
         app_version: str,
         operator_id: str | None,
         command_id: str,
+        queued_actions: int | None = None,
+        online_since: datetime | None = None,
     ) -> HeartbeatOutcome:
-        """Upsert; a command id seen recently is counted once (``duplicate``)."""
+        """Upsert; a command id seen recently is counted once (``duplicate``) and changes
+        nothing else. ``queued_actions`` / ``online_since``: the heartbeat's sync fields."""
+        ...
+
+    async def advance_cursor(
+        self,
+        tenant: str,
+        device_id: str,
+        cursor: int,
+        *,
+        at: datetime,
+        source: str,
+        operator_id: str | None,
+    ) -> CursorMove:
+        """Move the sync cursor forward to ``cursor``; an older one changes nothing."""
+        ...
+
+    async def reset_cursor(
+        self,
+        tenant: str,
+        device_id: str,
+        cursor: int,
+        *,
+        expected_revision: int,
+        at: datetime,
+        operator_id: str | None,
+    ) -> CursorMove:
+        """Set the cursor to sync-service's authoritative value (up or down) if its revision
+        is still ``expected_revision``."""
+        ...
+
+    async def record_queue_hint(
+        self,
+        tenant: str,
+        device_id: str,
+        *,
+        queued_actions: int,
+        oldest_queued_at: datetime | None,
+        at: datetime,
+        operator_id: str | None,
+    ) -> DeviceSyncStatus:
+        """Store the ``OfflineActionQueueHint`` (a newer stored one wins)."""
         ...
 
 
-class SyncCursors(Protocol):
-    """The devices' sync cursors (a cache: losing one costs the device a fresh handshake)."""
+class CachedCursor(msgspec.Struct, frozen=True, kw_only=True):
+    """A device's sync cursor as the cache tier holds it: a copy of ``DeviceSyncStatus`` at
+    ``revision`` (a copy of an older revision never replaces a newer one)."""
 
-    async def get(self, tenant: str, device_id: str) -> str | None: ...
+    cursor: int
+    revision: int
+    at: datetime | None = None
+    source: str | None = None
+
+    @classmethod
+    def of(cls, status: DeviceSyncStatus) -> CachedCursor | None:
+        if status.cursor_version is None:
+            return None
+        return cls(
+            cursor=status.cursor_version,
+            revision=status.cursor_revision,
+            at=status.cursor_at,
+            source=status.cursor_source,
+        )
+
+
+class SyncCursors(Protocol):
+    """The devices' sync cursors in the cache tier (a cache of ``DeviceSyncStatus``: losing
+    one costs a Postgres read)."""
+
+    async def get(self, tenant: str, device_id: str) -> CachedCursor | None: ...
+
+    async def put(self, tenant: str, device_id: str, cached: CachedCursor) -> None:
+        """Keep ``cached`` unless a newer revision is held."""
+        ...
 
 
 class Invalidation(msgspec.Struct, frozen=True, kw_only=True):
@@ -238,3 +307,16 @@ class Inboxes(Protocol):
     async def put_suggestion(self, tenant: str, suggestion: SuggestionCreated) -> None: ...
 
     async def drop_suggestion(self, tenant: str, property_id: str, suggestion_id: str) -> None: ...
+
+
+# --- keyboard-shortcut help --------------------------------------------------------------------
+
+
+class ShortcutHelp(Protocol):
+    """The keyboard-shortcut maps rendered for a tenant's operators (cache tier,
+    ``edge.preferences_cache.PreferencesCache``)."""
+
+    async def invalidate_tenant(self, tenant: str) -> None:
+        """Every map rendered for the tenant is stale from now on (a theme was published);
+        raises :class:`DependencyDown` when that could not be recorded (then redeliver)."""
+        ...

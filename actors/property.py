@@ -26,10 +26,11 @@ import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
+from actors.activity import activity_event
 from actors.address import PROPERTY as KIND
 from actors.address import ActorAddress
 from actors.delivery import deliver
@@ -126,6 +127,16 @@ class DecideSuggestion(Message, frozen=True, tag="decideSuggestion"):
     modification: dict[str, Any] | None = None
 
 
+class MutationApplied(Message, frozen=True, tag="mutationApplied"):
+    """A mutation this BFF proxied was applied upstream (its domain event will follow on the
+    bus, later): make stale now what ``subject`` would (``melmastoon.reservation.…``), and
+    hint the desktops under ``key`` (the attempt id), so the next read shows it. Answered
+    with :class:`~actors.messages.Handled`."""
+
+    subject: Annotated[str, msgspec.Meta(pattern=r"^melmastoon\.[a-z0-9_.]+\.v[0-9]+$")]
+    key: Identifier
+
+
 PropertyMessage = (
     SubscribeDevice
     | UnsubscribeDevice
@@ -133,6 +144,7 @@ PropertyMessage = (
     | InvalidateCache
     | AcknowledgeAlert
     | DecideSuggestion
+    | MutationApplied
     | GetState
     | DomainEvent
 )
@@ -245,6 +257,8 @@ class PropertyActor(EventSourced[PropertyState]):
             return await self._guarded(self._acknowledge(message))
         if isinstance(message, DecideSuggestion):
             return await self._guarded(self._decided(message))
+        if isinstance(message, MutationApplied):
+            return Handled(acted=await self._stale(message.subject, message.key))
         if isinstance(message, GetState):
             return self.state
         if isinstance(message, DomainEvent):
@@ -266,22 +280,28 @@ class PropertyActor(EventSourced[PropertyState]):
         acted = await self._guarded(self._inbox_event(event))
         if not event.subject.startswith(CACHE_AFFECTING):
             return Handled(acted=acted)
+        return Handled(acted=await self._stale(event.subject, event.event_id) or acted)
+
+    async def _stale(self, subject: str, event_id: str) -> bool:
+        """Void, delete and hint the views ``subject`` makes stale (a consumed domain event, or
+        a mutation this BFF just proxied: ``event_id`` keys the hint, so each is hinted once);
+        whether anything changed."""
         tenant, pid = self.address.tenant, self.address.id
         try:
-            done = await self._views.invalidate(tenant, pid, event.subject, event.event_id)
+            done = await self._views.invalidate(tenant, pid, subject, event_id)
         except OUTAGES as exc:
             raise DependencyUnavailable(self.address, str(exc)) from exc
         if done.deleted:
             self._set_cache_keys(set(self.state.cache_keys) - set(done.deleted))
         if done.hint is not None:
             hint = FeedItem(
-                key=f"hint:{event.event_id}",
+                key=f"hint:{event_id}",
                 event="dashboard.hint",
                 data=done.hint,
                 property_id=pid,
             )
             await self._guarded(self._fan_out(hint))
-        return Handled(acted=acted or done.voided or done.hint is not None or bool(done.deleted))
+        return done.voided or done.hint is not None or bool(done.deleted)
 
     async def _inbox_event(self, event: DomainEvent) -> bool:
         """Project an alert/suggestion event into its inbox and fan it out. A malformed one is
@@ -349,7 +369,15 @@ class PropertyActor(EventSourced[PropertyState]):
             at=first.at,
         )
         stream = f"alert:{first.alert_id}"
-        await self._record(stream, ALERT_ACKNOWLEDGED, row, first.operator_id, first.device_id)
+        mine = recorded.created or (first.operator_id, first.device_id) == (
+            command.operator_id,
+            command.device_id,
+        )
+        outcome = "success" if mine else "unchanged"  # another operator's ack stands
+        activity = self._activity(command, "alert.acknowledge", stream, outcome)
+        await self._record(
+            stream, ALERT_ACKNOWLEDGED, row, first.operator_id, first.device_id, activity
+        )
         await self._project(self._deps.inboxes.mark_acknowledged(tenant, first))
         return recorded
 
@@ -365,7 +393,10 @@ class PropertyActor(EventSourced[PropertyState]):
             at=datetime.now(UTC),
         )
         stream = f"suggestion:{command.suggestion_id}"
-        await self._record(stream, SUGGESTION_DECIDED, row, command.operator_id, command.device_id)
+        activity = self._activity(command, "suggestion.decide", stream, command.decision)
+        await self._record(
+            stream, SUGGESTION_DECIDED, row, command.operator_id, command.device_id, activity
+        )
         await self._project(self._deps.inboxes.drop_suggestion(tenant, pid, command.suggestion_id))
         await self._fan_out(_invalidated(command.suggestion_id, pid, "decided"))
         return SuggestionRecorded(suggestion_id=command.suggestion_id, decision=command.decision)
@@ -382,11 +413,35 @@ class PropertyActor(EventSourced[PropertyState]):
                 extra={"actor": str(self.address), "error": str(exc)},
             )
 
+    def _activity(
+        self, command: AcknowledgeAlert | DecideSuggestion, action: str, stream: str, outcome: str
+    ) -> NewEvent:
+        """The acting operator's ``operator.activity.v1`` row (``actors/activity.py``), one per
+        operator and record: a retry, or the same operator again, writes nothing new."""
+        return activity_event(
+            tenant=self.address.tenant,
+            operator_id=command.operator_id,
+            device_id=command.device_id,
+            action=action,
+            property_id=self.address.id,
+            target=stream,
+            outcome=outcome,
+            ref=stream,
+            key=stream,
+        )
+
     async def _record(
-        self, stream: str, subject: str, row: msgspec.Struct, operator_id: str, device_id: str
+        self,
+        stream: str,
+        subject: str,
+        row: msgspec.Struct,
+        operator_id: str,
+        device_id: str,
+        activity: NewEvent,
     ) -> None:
-        """Append the one row of ``stream``: its id derives from the stream, so a second
-        ack/decision (or a retry) returns the first's position and writes nothing."""
+        """Append the one row of ``stream`` and the acting operator's activity row, in one
+        append: the row's id derives from the stream, so a second ack/decision (or a retry)
+        returns the first's position and writes nothing."""
         event_id = uuid.uuid5(INBOX_IDS, f"{self.address.tenant}/{stream}")
         await self._deps.log.append(
             [
@@ -398,7 +453,8 @@ class PropertyActor(EventSourced[PropertyState]):
                     event_id=event_id,
                     operator_id=operator_id,
                     device_id=device_id,
-                )
+                ),
+                activity,
             ]
         )
 
@@ -461,6 +517,7 @@ def property_kind(deps: PropertyDeps) -> ActorKind:
             InvalidateCache,
             AcknowledgeAlert,
             DecideSuggestion,
+            MutationApplied,
             GetState,
             DomainEvent,
         ),

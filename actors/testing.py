@@ -21,6 +21,7 @@ import trio
 
 from actors.ports import (
     AlertAck,
+    CachedCursor,
     DependencyDown,
     Invalidation,
     RecordedAck,
@@ -29,7 +30,12 @@ from actors.ports import (
     StreamsThrottled,
 )
 from ledger.database import DatabaseUnavailable
-from ledger.device_status import RECENT_COMMANDS, DeviceSyncStatus, HeartbeatOutcome
+from ledger.device_status import (
+    RECENT_COMMANDS,
+    CursorMove,
+    DeviceSyncStatus,
+    HeartbeatOutcome,
+)
 from ledger.model import AppendResult, NewEvent, RecordedEvent, VersionConflict
 from schemas.inbox import AlertRaised, SuggestionCreated
 from schemas.sessions import BackofficeSession
@@ -74,6 +80,9 @@ class MemoryEventLog:
             checked.add(stream)
         results = []
         for e in events:
+            if e.event_id in self._by_id:  # recorded already (as ledger_append: per event)
+                results.append(self._by_id[e.event_id])
+                continue
             version = self._versions.get((e.tenant, e.stream), 0) + 1
             self._versions[(e.tenant, e.stream)] = version
             result = AppendResult(position=next(self._positions), version=version)
@@ -178,20 +187,28 @@ class MemorySessionTier:
 
 
 class MemorySyncCursors:
-    """The ``SyncCursors`` port."""
+    """The ``SyncCursors`` port: a copy per device, a newer revision never replaced."""
 
     def __init__(self, outage: Outage | None = None) -> None:
         self.outage = outage or Outage()
-        self.cursors: dict[tuple[str, str], str] = {}
+        self.cursors: dict[tuple[str, str], CachedCursor] = {}
 
-    async def get(self, tenant: str, device_id: str) -> str | None:
+    async def get(self, tenant: str, device_id: str) -> CachedCursor | None:
         await trio.lowlevel.checkpoint()
         self.outage.check(DependencyDown("memory cache tier", "down"))
         return self.cursors.get((tenant, device_id))
 
+    async def put(self, tenant: str, device_id: str, cached: CachedCursor) -> None:
+        await trio.lowlevel.checkpoint()
+        self.outage.check(DependencyDown("memory cache tier", "down"))
+        held = self.cursors.get((tenant, device_id))
+        if held is None or held.revision < cached.revision:
+            self.cursors[(tenant, device_id)] = cached
+
 
 class MemoryDeviceStatus:
-    """The ``DeviceStatus`` port: one row per device, recent command ids counted once."""
+    """The ``DeviceStatus`` port: one row per device, recent command ids counted once, the
+    cursor moved forward only (or reset on a matching revision)."""
 
     def __init__(self, outage: Outage | None = None) -> None:
         self.outage = outage or Outage()
@@ -199,8 +216,7 @@ class MemoryDeviceStatus:
         self._recent: dict[tuple[str, str], list[str]] = {}
 
     async def get(self, tenant: str, device_id: str) -> DeviceSyncStatus | None:
-        await trio.lowlevel.checkpoint()
-        self.outage.check(DatabaseUnavailable("memory database is down"))
+        await self._check()
         return self.rows.get((tenant, device_id))
 
     async def record_heartbeat(
@@ -212,27 +228,115 @@ class MemoryDeviceStatus:
         app_version: str,
         operator_id: str | None,
         command_id: str,
+        queued_actions: int | None = None,
+        online_since: datetime | None = None,
     ) -> HeartbeatOutcome:
-        await trio.lowlevel.checkpoint()
-        self.outage.check(DatabaseUnavailable("memory database is down"))
+        await self._check()
         key = (tenant, device_id)
         recent = self._recent.setdefault(key, [])
         duplicate = command_id in recent
-        old = self.rows.get(key)
+        old = self._row(tenant, device_id, at, operator_id)
         if not duplicate:
             recent.append(command_id)
             del recent[:-RECENT_COMMANDS]
-        count = (old.heartbeat_count if old else 0) + (0 if duplicate else 1)
-        row = DeviceSyncStatus(
-            tenant=tenant,
-            device_id=device_id,
-            last_seen_at=max(at, old.last_seen_at) if old else at,
+        row = msgspec.structs.replace(
+            old,
+            last_seen_at=max(at, old.last_seen_at),
             app_version=app_version,
-            operator_id=operator_id or (old.operator_id if old else None),
-            heartbeat_count=count,
+            operator_id=operator_id or old.operator_id,
+            heartbeat_count=old.heartbeat_count + (0 if duplicate else 1),
         )
+        if not duplicate:
+            row = msgspec.structs.replace(row, online_since=online_since or old.online_since)
+        if not duplicate and queued_actions is not None:
+            oldest = None if queued_actions == 0 else old.oldest_queued_at
+            row = msgspec.structs.replace(
+                row, queued_actions=queued_actions, oldest_queued_at=oldest, hint_at=at
+            )
         self.rows[key] = row
         return HeartbeatOutcome(status=row, duplicate=duplicate)
+
+    async def advance_cursor(
+        self,
+        tenant: str,
+        device_id: str,
+        cursor: int,
+        *,
+        at: datetime,
+        source: str,
+        operator_id: str | None,
+    ) -> CursorMove:
+        await self._check()
+        old = self._row(tenant, device_id, at, operator_id)
+        if old.cursor_version is not None and old.cursor_version >= cursor:
+            return CursorMove(status=old, changed=False)
+        return CursorMove(status=self._move(old, cursor, at, source), changed=True)
+
+    async def reset_cursor(
+        self,
+        tenant: str,
+        device_id: str,
+        cursor: int,
+        *,
+        expected_revision: int,
+        at: datetime,
+        operator_id: str | None,
+    ) -> CursorMove:
+        await self._check()
+        old = self._row(tenant, device_id, at, operator_id)
+        if old.cursor_revision != expected_revision or old.cursor_version == cursor:
+            return CursorMove(status=old, changed=False)
+        return CursorMove(status=self._move(old, cursor, at, "sync_service"), changed=True)
+
+    async def record_queue_hint(
+        self,
+        tenant: str,
+        device_id: str,
+        *,
+        queued_actions: int,
+        oldest_queued_at: datetime | None,
+        at: datetime,
+        operator_id: str | None,
+    ) -> DeviceSyncStatus:
+        await self._check()
+        old = self._row(tenant, device_id, at, operator_id)
+        if old.hint_at is not None and old.hint_at > at:
+            return old
+        row = msgspec.structs.replace(
+            old, queued_actions=queued_actions, oldest_queued_at=oldest_queued_at, hint_at=at
+        )
+        self.rows[(tenant, device_id)] = row
+        return row
+
+    async def _check(self) -> None:
+        await trio.lowlevel.checkpoint()
+        self.outage.check(DatabaseUnavailable("memory database is down"))
+
+    def _row(
+        self, tenant: str, device_id: str, at: datetime, operator_id: str | None
+    ) -> DeviceSyncStatus:
+        return self.rows.get((tenant, device_id)) or DeviceSyncStatus(
+            tenant=tenant,
+            device_id=device_id,
+            last_seen_at=at,
+            app_version=None,
+            operator_id=operator_id,
+            heartbeat_count=0,
+        )
+
+    def _move(
+        self, old: DeviceSyncStatus, cursor: int, at: datetime, source: str
+    ) -> DeviceSyncStatus:
+        row = msgspec.structs.replace(
+            old,
+            cursor_version=cursor,
+            cursor_at=at,
+            cursor_revision=old.cursor_revision + 1,
+            cursor_previous=old.cursor_version,
+            cursor_source=source,
+        )
+        self.rows[(old.tenant, old.device_id)] = row
+        return row
 
 
 @dataclass

@@ -73,6 +73,12 @@ class RouteSpec:
             found.append(Code.UNSUPPORTED_MEDIA_TYPE)
         if self.idempotency == "required":
             found.append(Code.IDEMPOTENCY_KEY_REQUIRED)
+        if self.idempotency != "none":  # edge/idempotency.py; Postgres down refuses with 503
+            found += [
+                Code.IDEMPOTENCY_KEY_REUSED,
+                Code.IDEMPOTENCY_IN_FLIGHT,
+                Code.SERVICE_UNAVAILABLE,
+            ]
         if self.mfa:
             found += [
                 Code.MFA_REQUIRED,

@@ -32,7 +32,19 @@ from edge.dashboard.docs import document_widgets
 from edge.errors import ApiError, Code, code_for_actor_error, code_for_status, envelope_bytes
 from edge.openapi import build_openapi
 from edge.redis_tier import TierUnavailable
-from edge.routes import dashboard, devices, health, inbox, sse, testing, workbench
+from edge.routes import (
+    dashboard,
+    devices,
+    health,
+    inbox,
+    locks,
+    mutations,
+    preferences,
+    sse,
+    sync,
+    testing,
+    workbench,
+)
 from ledger.database import DatabaseUnavailable
 
 log = logging.getLogger("bff.app")
@@ -40,9 +52,23 @@ VERSION = "0.1.0"
 JSON = "application/json; charset=utf-8"
 
 
+# Every public route table, in the order the OpenAPI document lists them.
+PUBLIC_TABLES: tuple[Api, ...] = (
+    health.api,
+    devices.api,
+    dashboard.api,
+    workbench.api,
+    sse.api,
+    inbox.api,
+    locks.api,
+    mutations.api,
+    preferences.api,
+    sync.api,
+)
+
+
 def route_tables(services: Services) -> list[Api]:
-    tables = [health.api, devices.api]
-    tables += [dashboard.api, workbench.api, sse.api, inbox.api]
+    tables = list(PUBLIC_TABLES)
     if services.settings.enable_test_routes and services.settings.mode != "production":
         tables.append(testing.api)
     return tables

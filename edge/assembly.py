@@ -51,21 +51,26 @@ from edge.bus import open_publisher, open_source
 from edge.bus.relay import Relay
 from edge.bus.subscriber import Subscriber
 from edge.dashboard.engine import DashboardEngine, Timing
+from edge.idempotency import run_idempotency_cleanup
 from edge.inbox.forwarder import run_ack_forwarder
 from edge.inbox.projection import RedisInboxes
 from edge.metrics import Metrics
+from edge.operator_preferences import OperatorPreferencesService
+from edge.preferences_cache import PreferencesCache
 from edge.readiness import UNAVAILABLE, Probe, ReadinessBoard, ReasonLog
 from edge.redis_tier import RedisTier
 from edge.settings import Settings, redact_url
 from edge.sse.feed import RedisDeviceFeed
 from edge.sse.hub import StreamHub, node_id
-from edge.sync_cursors import RedisSyncCursors
+from edge.sync_cursors import CursorReader, RedisSyncCursors
 from edge.upstream.apis import Upstreams
 from edge.upstream.factory import build_upstreams, close_upstreams, readiness_probe
 from ledger.alert_acks import AlertAckStore
 from ledger.appendlog import Ledger
 from ledger.database import Database
 from ledger.device_status import DeviceStatusStore
+from ledger.idempotency import IdempotencyStore
+from ledger.preferences import PreferencesMirror
 from ledger.retention import run_retention
 from schemas.health import DependencyCheck
 
@@ -90,6 +95,9 @@ class Services:
     streams: StreamHub
     inboxes: RedisInboxes
     alert_acks: AlertAckStore
+    sync_cursors: CursorReader
+    idempotency: IdempotencyStore
+    preferences: OperatorPreferencesService
     auth: AuthChain
     refresh_throttle: RefreshThrottle
     instance_id: str
@@ -140,12 +148,28 @@ async def _start(
         opens_per_minute=settings.sse_opens_per_minute,
     )
     inboxes = RedisInboxes(cache, ttl_s=settings.inbox_ttl_s)
+    prefs_cache = PreferencesCache(
+        cache,
+        metrics,
+        ttl_s=settings.preferences_cache_ttl_s,
+        shortcuts_ttl_s=settings.shortcuts_cache_ttl_s,
+    )
+    preferences = OperatorPreferencesService(
+        upstreams.tenant,
+        PreferencesMirror(db),
+        prefs_cache,
+        ledger,
+        metrics,
+        fresh_s=settings.preferences_cache_ttl_s,
+    )
     alert_acks = AlertAckStore(db)
+    device_status = DeviceStatusStore(db)
+    cursor_copies = RedisSyncCursors(cache, ttl_s=settings.sync_cursor_ttl_s)
     devices = DeviceDeps(
         log=ledger,
         sessions=sessions,
-        cursors=RedisSyncCursors(cache),
-        status=DeviceStatusStore(db),
+        cursors=cursor_copies,
+        status=device_status,
         feed=feed,
         heartbeat_sample_rate=settings.heartbeat_sample_rate,
     )
@@ -171,13 +195,19 @@ async def _start(
         metrics,
         settings.ack_forward_interval_s,
     )
+    idempotency = IdempotencyStore(
+        db, ttl_s=settings.idempotency_ttl_s, lease_s=settings.idempotency_lease_s
+    )
+    await nursery.start(
+        run_idempotency_cleanup, idempotency, metrics, settings.idempotency_cleanup_s
+    )
     if settings.admin_enabled:
         binds = await nursery.start(serve_admin, actors, settings.admin_port)
         log.info("admin server listening", extra={"binds": binds})
         if settings.mode == "production":
             log.warning("admin server enabled in production mode (BFF_ADMIN=on)")
     if settings.subscriber_enabled:
-        router = DomainEventRouter(actors, sessions)
+        router = DomainEventRouter(actors, sessions, shortcut_help=prefs_cache)
         await nursery.start(_run_subscriber, settings, instance, router, metrics)
     return Services(
         settings=settings,
@@ -194,6 +224,9 @@ async def _start(
         streams=streams,
         inboxes=inboxes,
         alert_acks=alert_acks,
+        sync_cursors=CursorReader(device_status, cursor_copies),
+        idempotency=idempotency,
+        preferences=preferences,
         auth=auth,
         refresh_throttle=RefreshThrottle(
             session,

@@ -13,6 +13,7 @@ import msgspec
 
 from edge.api import Api, Ndjson, RouteSpec
 from edge.errors import Code
+from edge.idempotency import MAX_KEY, stores_error
 from schemas.errors import ErrorEnvelope
 
 REF = "#/components/schemas/{name}"
@@ -20,7 +21,7 @@ NDJSON = "application/x-ndjson"
 SECURITY_SCHEME = "DPoP"
 # What ``X-App-Version`` must look like (edge/auth/floor.py ``parse_version``).
 SEMVER_PATTERN = r"^[0-9]{1,6}\.[0-9]{1,6}\.[0-9]{1,6}([-+][0-9A-Za-z.+-]{1,64})?$"
-MAX_IDEMPOTENCY_KEY = 128
+IDEMPOTENCY_KEY_PATTERN = f"^[\\x20-\\x7E]{{1,{MAX_KEY}}}$"  # edge/idempotency.py read_key
 MAX_ATTESTATION = 4096  # edge/auth/stepup.py MAX_ATTESTATION_BYTES
 
 DESCRIPTION = """Backend-for-Frontend of the hotel backoffice desktop.
@@ -91,6 +92,16 @@ HEADERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "string"},
     },
     "Allow": {"description": "The methods this path takes", "schema": {"type": "string"}},
+    "IdempotentReplayed": {
+        "description": "`true` when this is the stored answer to an earlier request with the "
+        "same `Idempotency-Key` (nothing ran again)",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+    "RetryAfterInFlight": {
+        "description": "Seconds after which retrying the request with this `Idempotency-Key` "
+        "may find it finished (`IDEMPOTENCY_IN_FLIGHT`)",
+        "schema": {"type": "integer", "minimum": 1},
+    },
 }
 
 
@@ -184,8 +195,11 @@ def _header_params(spec: RouteSpec, codes: tuple[Code, ...]) -> list[dict[str, A
                 "in": "header",
                 "required": spec.idempotency == "required",
                 "description": "Makes a retry safe: the same key (per tenant and device) is the "
-                "same command, applied once.",
-                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
+                "same command, applied once, and remembered 24 h. A repeat of the same request "
+                "gets the first final answer with `Idempotent-Replayed: true`; the key with a "
+                "different request is `422 IDEMPOTENCY_KEY_REUSED`; while the first request "
+                "runs, `409 IDEMPOTENCY_IN_FLIGHT` (retry after `Retry-After`).",
+                "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
             }
         )
     if spec.mfa:
@@ -221,6 +235,10 @@ def _responses(
             "headers": _request_id(),
             "content": {spec.content_type: {"schema": by_model[spec.response]}},
         }
+    replays = spec.idempotency != "none"  # a final answer may be a replay (edge/idempotency.py)
+    if replays:
+        for entry in responses.values():
+            entry["headers"].update(_replayed())
     error_schema = by_model[ErrorEnvelope]
     for code in sorted(codes, key=lambda c: c.status):
         key = str(code.status)
@@ -237,7 +255,13 @@ def _responses(
             media["schema"] = {"anyOf": [media["schema"], error_schema]} if media else error_schema
         entry["description"] = ", ".join(filter(None, [entry["description"], code.wire]))
         entry["headers"].update(_error_headers(code))
+        if replays and stores_error(code):
+            entry["headers"].update(_replayed())
     return responses
+
+
+def _replayed() -> dict[str, Any]:
+    return {"Idempotent-Replayed": {"$ref": "#/components/headers/IdempotentReplayed"}}
 
 
 def _request_id() -> dict[str, Any]:
@@ -247,6 +271,8 @@ def _request_id() -> dict[str, Any]:
 def _error_headers(code: Code) -> dict[str, Any]:
     if code is Code.RATE_LIMITED:
         return {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
+    if code is Code.IDEMPOTENCY_IN_FLIGHT:
+        return {"Retry-After": {"$ref": "#/components/headers/RetryAfterInFlight"}}
     if code in (Code.SESSION_REQUIRED, Code.DPOP_INVALID, Code.SESSION_EXPIRED):
         return {"WWW-Authenticate": {"$ref": "#/components/headers/WWWAuthenticate"}}
     if code is Code.METHOD_NOT_ALLOWED:

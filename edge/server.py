@@ -16,6 +16,7 @@ import gc
 import logging
 import signal
 import sys
+import warnings
 from functools import partial
 
 import trio
@@ -29,6 +30,7 @@ from edge.asgi import MAX_HEAD_BYTES
 from edge.assembly import Services, assemble
 from edge.logs import configure_logging
 from edge.settings import Settings, SettingsError, load_settings, redact_url
+from edge.workers import check_plan, supervise, tag_logs, watch_supervisor, worker_count
 
 log = logging.getLogger("bff.server")
 
@@ -51,6 +53,12 @@ def hypercorn_config(settings: Settings) -> Config:
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.include_server_header = False
+    if settings.worker_index >= 0:
+        # The instance's workers share the port: hypercorn binds with SO_REUSEPORT (and the
+        # kernel balances new connections among them) only when told it runs several workers;
+        # ``serve`` then warns that ``workers`` does nothing else, which is what we want.
+        config.workers = 2
+        warnings.filterwarnings("ignore", message="The config `workers` has no affect")
     return config
 
 
@@ -80,6 +88,8 @@ async def serve_service(
         shutdown = trio.Event()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch_signals, services, shutdown)
+            if settings.worker_supervisor:
+                nursery.start_soon(watch_supervisor, settings.worker_supervisor, shutdown)
 
             async def run_http(task_status: trio.TaskStatus[list[str]]) -> None:
                 await serve(
@@ -120,12 +130,20 @@ def tune_gc(gen0_threshold: int) -> None:
 
 
 def main() -> None:
+    """Serve in this process, or (``BFF_WORKERS`` > 1) supervise that many worker processes
+    (edge/workers.py) and exit with their status."""
     try:
         settings = load_settings()
+        workers = worker_count(settings)
+        check_plan(settings, workers)
     except SettingsError as exc:
         print(f"bff-backoffice-service: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.log_level)
+    if workers > 1:
+        raise SystemExit(trio.run(supervise, settings, workers))
+    if settings.worker_index >= 0:
+        tag_logs(settings.worker_index)
     trio.run(partial(serve_service, settings))
 
 

@@ -477,6 +477,98 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         ),
     ] = 5.0
 
+    sync_cursor_ttl_s: Annotated[
+        float,
+        Meta(
+            gt=0,
+            le=30 * 86400,
+            description="a device's sync cursor is copied to the cache tier (read while "
+            "Postgres is down) and the copy expires this long after its last change",
+        ),
+    ] = 604800.0
+
+    idempotency_ttl_s: Annotated[
+        float,
+        Meta(
+            gt=0,
+            le=30 * 86400,
+            description="an `Idempotency-Key` is remembered this long after its first use "
+            "(the desktop's offline outbox must drain within it)",
+        ),
+    ] = 86400.0
+    idempotency_lease_s: Annotated[
+        float,
+        Meta(
+            gt=0,
+            le=600,
+            description="a request holds its key this long; then (its instance crashed) a "
+            "retry may run again, absorbed upstream by the forwarded key. Longer than any "
+            "upstream deadline with its retries",
+        ),
+    ] = 30.0
+    idempotency_cleanup_s: Annotated[
+        float,
+        Meta(gt=0, le=86400, description="how often expired idempotency keys are deleted"),
+    ] = 3600.0
+
+    preferences_cache_ttl_s: Annotated[
+        Seconds,
+        Meta(
+            description="operator preferences stay in the cache tier this long; the Postgres "
+            "mirror is served without asking tenant-service while it was confirmed this recently, "
+            "and served `stale` past it while tenant-service is down (F-3)"
+        ),
+    ] = 300.0
+    shortcuts_cache_ttl_s: Annotated[
+        Seconds,
+        Meta(
+            description="a rendered keyboard-shortcut map stays in the cache tier this long "
+            "(a preferences change or `theme.published` makes it stale sooner)"
+        ),
+    ] = 900.0
+
+    workers: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=64,
+            description="worker processes serving `PORT` together (`SO_REUSEPORT`), each a full "
+            "member of the cluster like another instance; `0` = one per CPU available (the "
+            "process's CPU affinity, capped by the cgroup `cpu.max` quota); `1` = one process, "
+            "no supervisor. Worker *i* serves the admin endpoint on `BFF_ADMIN_PORT` + *i*",
+        ),
+    ] = 0
+    workers_max_restarts: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=1000,
+            description="worker restarts the supervisor allows within "
+            "`BFF_WORKERS_RESTART_WINDOW_S`; one more and it stops every worker and exits 1 "
+            "(the platform restarts the container)",
+        ),
+    ] = 5
+    workers_restart_window_s: Annotated[
+        Seconds, Meta(description="the window the workers' restart budget counts over")
+    ] = 60.0
+    worker_index: Annotated[
+        int,
+        Meta(
+            ge=-1,
+            le=63,
+            description="internal: set by the supervisor on each worker process (`-1`: not a "
+            "worker); never set it yourself",
+        ),
+    ] = -1
+    worker_supervisor: Annotated[
+        int,
+        Meta(
+            ge=0,
+            description="internal: the supervisor's pid, set on each worker process (a worker "
+            "whose supervisor is gone shuts down); never set it yourself",
+        ),
+    ] = 0
+
     @property
     def admin_enabled(self) -> bool:
         """Whether to serve the admin endpoint: never on port 0, and in production mode only
@@ -507,6 +599,11 @@ SECTIONS: dict[str, str] = {
     "dpop_max_age_s": "**device auth** (`edge/auth/`)",
     "dashboard_deadline_s": "**dashboard and workbench** (`edge/dashboard/`)",
     "sse_keepalive_s": "**SSE stream and inboxes** (`edge/sse/`, `edge/inbox/`)",
+    "sync_cursor_ttl_s": "**sync** (`edge/routes/sync.py`, `edge/sync_cursors.py`)",
+    "idempotency_ttl_s": "**idempotency** (`edge/idempotency.py`, `ledger/idempotency.py`)",
+    "preferences_cache_ttl_s": "**preferences and shortcuts** (`edge/operator_preferences.py`, "
+    "`edge/shortcuts.py`)",
+    "workers": "**worker processes** (`edge/workers.py`)",
 }
 
 

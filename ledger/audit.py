@@ -8,17 +8,20 @@ What "verified" means (see ``ledger/appendlog.py`` for why these hold by constru
   recorded in ``ledger_streams``, and start at 1 unless retention pruned the beginning;
 * relay: its cursor is within ``pruned_through … head`` (nothing unpublished was pruned, nothing
   published that doesn't exist), and no row has waited longer than ``max_lag_s`` to be
-  published.
+  published;
+* audit: every lock action and mutation attempted more than ``attempt_grace_s`` ago has its
+  outcome row (``ledger/attempts.py``, FAILURE_MODES F-27).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 
 from ledger.appendlog import READ_COLUMNS, to_recorded
+from ledger.attempts import AttemptAudit, audit_attempts
 from ledger.database import Connection, Database, Record
 from ledger.model import RecordedEvent
 
@@ -58,7 +61,7 @@ async def trail(
 
 
 class Problem(msgspec.Struct, frozen=True):
-    check: str  # "positions" | "versions" | "relay"
+    check: str  # "positions" | "versions" | "relay" | "lock-audit" | "mutation-audit"
     detail: str
 
 
@@ -69,6 +72,7 @@ class Report(msgspec.Struct, frozen=True, kw_only=True):
     streams: int
     relay: dict[str, int]
     problems: list[Problem]
+    audits: list[AttemptAudit] = msgspec.field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -104,7 +108,13 @@ SELECT s.tenant, s.stream, s.version FROM ledger_streams s
 """
 
 
-async def verify(db: Database, *, max_lag_s: float = 60.0, now: datetime | None = None) -> Report:
+async def verify(
+    db: Database,
+    *,
+    max_lag_s: float = 60.0,
+    now: datetime | None = None,
+    attempt_grace_s: float = 60.0,
+) -> Report:
     """Check the invariants in one snapshot; each violation becomes a :class:`Problem`."""
     async with db.connection(timeout=120) as conn, conn.transaction(isolation="repeatable_read"):
         head = int(await conn.fetchval("SELECT position FROM ledger_head WHERE id = 1"))
@@ -120,14 +130,32 @@ async def verify(db: Database, *, max_lag_s: float = 60.0, now: datetime | None 
         relay = {r["name"]: int(r["position"]) for r in cursors}
         for name, cursor in relay.items():
             problems += await _relay_problems(conn, name, cursor, head, pruned, max_lag_s, now)
+        before = (now or datetime.now(UTC)) - timedelta(seconds=attempt_grace_s)
+        audits = await audit_attempts(conn, before=before)
     return Report(
         head=head,
         pruned_through=pruned,
         rows=int(row["n"]),
         streams=int(row["streams"]),
         relay=relay,
-        problems=problems,
+        problems=problems + [p for a in audits for p in _audit_problems(a)],
+        audits=audits,
     )
+
+
+def _audit_problems(audit: AttemptAudit) -> list[Problem]:
+    found = [
+        Problem(
+            f"{audit.check}-audit",
+            f"{u.tenant}/{u.stream}: attempt {u.attempt_id} (position {u.position},"
+            f" {u.recorded_at.isoformat()}) has no outcome",
+        )
+        for u in audit.shown
+    ]
+    if audit.unfinished > len(audit.shown):
+        more = audit.unfinished - len(audit.shown)
+        found.append(Problem(f"{audit.check}-audit", f"… and {more} more without an outcome"))
+    return found
 
 
 async def _position_problems(

@@ -16,6 +16,13 @@ Rules that keep the relay and ``./ops/ledger verify`` right after deletion:
 The cutoff is "the last row recorded before now - retention": ``recorded_at`` is taken under the
 append lock, so it grows with position (a clock stepping back can only make a row go a little
 late, never leave a hole).
+
+What this keeps 90 days (``BFF_LEDGER_RETENTION_DAYS``) is the ``OperatorActivity`` aggregate
+(SERVICE_OVERVIEW §3): the ``activity:<operatorId>`` streams, and the records their rows point
+to (mutation and lock audits in their targets' streams, acks, decisions, deliveries). One prefix
+rule for all of them, so an operator's shift never outlives or predates the records it names.
+An attempt always precedes its outcome, so pruning never leaves an attempt whose outcome is
+gone (``ledger/attempts.py`` stays exact after pruning).
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import msgspec
 
+from schemas.sync import Cursor, Instant, QueuedActions
+
 Version = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^\d+\.\d+\.\d+")]
 
 
@@ -39,9 +41,11 @@ class HeartbeatRequest(msgspec.Struct, kw_only=True, rename="camel", forbid_unkn
     (one source per request); when the body names one too it must be the same."""
 
     app_version: Version | None = None
-    sync_cursor: Annotated[str, msgspec.Meta(max_length=256)] | None = None
-    queued_actions: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] | None = None
-    online_since: datetime | None = None
+    # The sync fields update DeviceSyncStatus (the cursor only forward) and the offline-queue
+    # hint: see schemas/sync.py for the cursor's form and order.
+    sync_cursor: Cursor | None = None
+    queued_actions: QueuedActions | None = None
+    online_since: Instant | None = None
 
 
 class HeartbeatResponse(msgspec.Struct, kw_only=True, rename="camel"):

@@ -6,7 +6,11 @@ import msgspec
 
 
 class Liveness(msgspec.Struct, kw_only=True):
+    """``worker``: which of the instance's worker processes answered (``BFF_WORKERS``; 0 when
+    the instance is one process)."""
+
     status: str = "ok"
+    worker: int = 0
 
 
 class DependencyCheck(msgspec.Struct, kw_only=True, omit_defaults=True):

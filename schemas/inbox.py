@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from schemas.identifiers import Identifier
+from schemas.identifiers import PLAIN_TEXT_PATTERN, Identifier
 
 ALERT_RAISED = "melmastoon.alert.raised.v1"
 ALERT_RESOLVED = "melmastoon.alert.resolved.v1"
@@ -90,7 +90,12 @@ SuggestionCategory = Literal[
 ]
 AlertStatus = Literal["open", "acknowledged"]
 # A modification is a few named values (ai-orchestrator's ``modifications``), bounded.
-Modification = Annotated[dict[Short, Text], msgspec.Meta(min_length=1, max_length=32)]
+# What an operator sends (kept in the ledger): plain text only.
+ModificationField = Annotated[str, msgspec.Meta(max_length=64, pattern=PLAIN_TEXT_PATTERN)]
+ModificationValue = Annotated[str, msgspec.Meta(max_length=500, pattern=PLAIN_TEXT_PATTERN)]
+Modification = Annotated[
+    dict[ModificationField, ModificationValue], msgspec.Meta(min_length=1, max_length=32)
+]
 
 
 class _Wire(msgspec.Struct, kw_only=True, rename="camel"):

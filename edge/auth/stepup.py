@@ -43,7 +43,9 @@ class StepUp:
         self._metrics = metrics
         self._tokens = tokens
 
-    async def require(self, principal: Principal, action: StepUpAction) -> None:
+    async def require(self, principal: Principal, action: StepUpAction) -> AttestationClaims:
+        """Pass (answering the attestation's verified claims: its ``jti`` identifies it in an
+        audit) or raise the contract's MFA error."""
         token = (request.headers.get("X-MFA-Attestation") or "").strip()
         if not token:
             raise ApiError(Code.MFA_REQUIRED, f"{action} needs a step-up MFA attestation")
@@ -78,6 +80,7 @@ class StepUp:
             raise ApiError(Code.MFA_INVALID_OR_USED, f"attestation {verdict.reason}")
         if verdict.session_id is not None and verdict.session_id != principal.session_id:
             raise ApiError(Code.MFA_INVALID_OR_USED, "attestation is for another session")
+        return attestation
 
     async def _verified(self, token: str) -> AttestationClaims:
         try:

@@ -25,6 +25,7 @@ EFFECTS: tuple[tuple[str, frozenset[str]], ...] = (
     ),
     ("melmastoon.housekeeping.", frozenset({"housekeeping", "property"})),
     ("melmastoon.maintenance.", frozenset({"maintenance", "property", "inventory"})),
+    ("melmastoon.billing.", frozenset({"billing"})),  # folio charges/refunds proxied here
     ("melmastoon.alert.", frozenset({"notification"})),
     ("melmastoon.ai.", frozenset({"ai"})),
 )

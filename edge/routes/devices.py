@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 from quart import Response, request
@@ -26,12 +26,14 @@ from schemas.devices import (
     SignedOut,
     TokenPair,
 )
+from schemas.sync import cursor_value
 
 log = logging.getLogger("bff.routes.devices")
 api = Api()
 BASE = "/bff/backoffice/v1"
 JSON = "application/json; charset=utf-8"
 _encoder = msgspec.json.Encoder()
+CLOCK_SKEW = timedelta(minutes=5)  # a device's clock may run this far ahead of ours
 
 
 def _json(body: msgspec.Struct, status: int = 200) -> Response:
@@ -129,7 +131,9 @@ async def sign_out(services: Services, principal: Principal) -> Response:
 @api.route(
     f"{BASE}/devices/{{deviceId}}/heartbeat",
     "POST",
-    summary="Device heartbeat (every 60 s): updates DeviceSyncStatus; telemetry is sampled",
+    summary="Device heartbeat (every 60 s): updates DeviceSyncStatus — last seen, app "
+    "version, and the sync fields: `syncCursor` (moves the cursor forward only), "
+    "`queuedActions` (the offline-queue hint), `onlineSince`; telemetry is sampled",
     tag="devices",
     body=HeartbeatRequest,
     response=HeartbeatResponse,
@@ -141,11 +145,16 @@ async def heartbeat(services: Services, principal: Principal, deviceId: str) -> 
     body = await decode_body(HeartbeatRequest)
     if body.app_version is not None and body.app_version != principal.app_version:
         raise ApiError(Code.VALIDATION_FAILED, "appVersion: differs from X-App-Version")
+    if body.online_since is not None and body.online_since > datetime.now(UTC) + CLOCK_SKEW:
+        raise ApiError(Code.VALIDATION_FAILED, "onlineSince: in the future")
     command_id = request.headers.get("Idempotency-Key") or request_id()
     command = RecordHeartbeat(
         command_id=command_id[:128],
         app_version=principal.app_version,
         operator_id=principal.operator_id,
+        sync_cursor=None if body.sync_cursor is None else cursor_value(body.sync_cursor),
+        queued_actions=body.queued_actions,
+        online_since=body.online_since,
     )
     try:
         ack: HeartbeatAck = await services.actors.ask(device(principal.tenant, deviceId), command)

@@ -16,7 +16,8 @@ JSON = "application/json; charset=utf-8"
 
 @api.route("/health/live", summary="The process is running", tag="health", response=Liveness)
 async def live(services: Services) -> Response:
-    return Response(_encoder.encode(Liveness()), content_type=JSON)
+    worker = max(services.settings.worker_index, 0)
+    return Response(_encoder.encode(Liveness(worker=worker)), content_type=JSON)
 
 
 @api.route(

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 import msgspec
-from quart import Response, request
+from quart import Response
 
 from actors.address import property_
 from actors.errors import ActorError, SystemNotRunning
@@ -33,6 +33,7 @@ from edge.assembly import Services
 from edge.auth.principal import Principal
 from edge.decoding import Malformed, convert
 from edge.errors import ApiError, Code, code_for_actor_error
+from edge.idempotency import idempotent
 from edge.inbox.forwarder import deliver
 from edge.inbox.instruments import inbox_instruments
 from edge.inbox.items import alert_from_upstream, live, merged, suggestion_from_upstream
@@ -63,7 +64,6 @@ api = Api()
 BASE = "/bff/backoffice/v1"
 JSON = "application/json; charset=utf-8"
 INLINE_ACK_BUDGET_S = 1.0  # the one inline offer to notification-service (then the forwarder)
-MAX_IDEMPOTENCY_KEY = 128
 _encoder = msgspec.json.Encoder()
 ACTOR_ERRORS = (Code.SERVICE_UNAVAILABLE, Code.OVERLOADED, Code.CACHE_UNAVAILABLE)
 
@@ -150,6 +150,19 @@ async def decide(services: Services, *, principal: Principal, suggestionId: str)
     body = await decode_body(DecideBody)
     principal.require_property(body.property_id)
     _check_modification(body)
+    return await idempotent(
+        services,
+        principal,
+        lambda key: _decide(services, principal, suggestion_id, body, key),
+        required=False,
+    )
+
+
+async def _decide(
+    services: Services, principal: Principal, suggestion_id: str, body: DecideBody, key: str | None
+) -> Response:
+    """ai-orchestrator first, with the key (a retry after a lost answer is a replay there);
+    only an accepted decision reaches the PropertyActor."""
     answer = await services.upstreams.ai.decide(
         principal.tenant,
         body.property_id,
@@ -159,7 +172,7 @@ async def decide(services: Services, *, principal: Principal, suggestionId: str)
             operator_id=principal.operator_id,
             modifications=body.modification,
         ),
-        _idempotency_key(),
+        key,
     )
     command = DecideSuggestion(
         suggestion_id=suggestion_id,
@@ -262,8 +275,10 @@ async def _acks(
     f"{BASE}/alerts/{{alertId}}/acknowledge",
     "POST",
     summary="Acknowledge an alert. Idempotent: the first acknowledgement stands and a repeat "
-    "changes nothing (`changed: false`). Recorded durably before notification-service is told; "
-    "`forwarded: false` means it is not told yet and the BFF keeps delivering it",
+    "changes nothing (`changed: false`); a repeat with the same `Idempotency-Key` is answered "
+    "the first response (`Idempotent-Replayed: true`). Recorded durably before "
+    "notification-service is told; `forwarded: false` means it is not told yet and the BFF "
+    "keeps delivering it",
     tag="inbox",
     body=AcknowledgeBody,
     response=Acknowledged,
@@ -275,13 +290,26 @@ async def acknowledge(services: Services, *, principal: Principal, alertId: str)
     alert_id = _path_id("alertId", alertId)
     body = await decode_body(AcknowledgeBody)
     principal.require_property(body.property_id)
-    _idempotency_key()  # accepted (and checked): repeating an ack is harmless anyway
-    await _require_alert(services, principal.tenant, body.property_id, alert_id)
+    return await idempotent(
+        services,
+        principal,
+        lambda _key: _acknowledge(services, principal, body.property_id, alert_id),
+        required=False,
+    )
+
+
+async def _acknowledge(
+    services: Services, principal: Principal, property_id: str, alert_id: str
+) -> Response:
+    """The PropertyActor records the first ack; notification-service is offered it with a key
+    of its own (derived from tenant and alert, ``edge/inbox/forwarder.py``), so the request's
+    key is not forwarded: every offer of one ack is the same request there."""
+    await _require_alert(services, principal.tenant, property_id, alert_id)
     command = AcknowledgeAlert(
         alert_id=alert_id, operator_id=principal.operator_id, device_id=principal.device_id
     )
     recorded = await _ask(
-        services, principal.tenant, body.property_id, command, RecordedAck, "ack not recorded"
+        services, principal.tenant, property_id, command, RecordedAck, "ack not recorded"
     )
     forwarded = recorded.forwarded or (recorded.created and await _forward_now(services, recorded))
     first = recorded.ack
@@ -369,18 +397,6 @@ def _path_id(name: str, value: str) -> str:
     if not checked.strip("."):
         raise ApiError(Code.VALIDATION_FAILED, f"{name}: not an identifier")
     return checked
-
-
-def _idempotency_key() -> str | None:
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
-        raise ApiError(
-            Code.VALIDATION_FAILED,
-            f"Idempotency-Key: 1 to {MAX_IDEMPOTENCY_KEY} printable characters",
-        )
-    return key
 
 
 def _now() -> datetime:

@@ -343,6 +343,15 @@ class BillingApi(_Api):
             params=_day(day),
         )
 
+    async def folio(self, tenant_id: str, property_id: str, folio_id: str) -> billing.Folio:
+        return await self.c.call(
+            "billing",
+            "GET",
+            f"{_p(tenant_id, property_id)}/folios/{folio_id}",
+            billing.Folio,
+            op="folio",
+        )
+
     async def charge(
         self,
         tenant_id: str,

@@ -4,9 +4,11 @@
       The tenant's audit trail in commit order: a table (position, recorded_at, stream,
       version, subject, operator, device, request id) or JSON lines with --json. A progress
       bar goes to stderr when stdout is a terminal or the replay is long.
-  ./ops/ledger verify [--max-lag-s 60] [--json]
-      Checks positions are gap-free, every stream's versions are dense, and the relay has
-      published everything up to its cursor (and is not lagging); exits 1 with a report if not.
+  ./ops/ledger verify [--max-lag-s 60] [--attempt-grace-s 60] [--json]
+      Checks positions are gap-free, every stream's versions are dense, the relay has
+      published everything up to its cursor (and is not lagging), and every lock action and
+      mutation attempted more than --attempt-grace-s (60) ago has its outcome (F-27); exits 1
+      with a report if not.
 
 TIME is ISO 8601 (``2026-11-21T09:30:00Z``) or a date (``2026-11-21``, midnight UTC).
 The database is ``BFF_DATABASE_URL``. Exit codes: 0 ok, 1 verify found problems, 2 usage or
@@ -55,6 +57,12 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         default=60.0,
         help="unpublished rows older than this are a problem (default 60)",
+    )
+    ver.add_argument(
+        "--attempt-grace-s",
+        type=float,
+        default=60.0,
+        help="attempts younger than this may still be running (default 60)",
     )
     ver.add_argument("--json", action="store_true")
     return root

@@ -100,6 +100,9 @@ def bench_stack(*, sim_env: dict[str, str] | None = None, **bff_env: str) -> Ite
             "SIM_URL": sim_url,
             "BFF_ADMIN_PORT": "0",
             "BFF_LOG_LEVEL": "WARNING",
+            # one process unless the benchmark or the shell asks for workers: the benchmarks
+            # read that process's CPU time (a supervisor's would not include its workers')
+            "BFF_WORKERS": env.get("BFF_WORKERS") or "1",
             **bff_env,
         }
         procs.append(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from edge.workers import available_cpus
 from ops.localstack import deps
 from ops.localstack.procs import (
     LOGS,
@@ -63,6 +64,12 @@ def sim_port(env: dict[str, str]) -> int:
     return _port("SIM_URL's port", str(port))
 
 
+def _bff_workers() -> int:
+    """The BFF's worker processes: ``BFF_WORKERS``, by default one per CPU available."""
+    value = os.environ.get("BFF_WORKERS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else available_cpus()
+
+
 def check_service_ports(env: dict[str, str]) -> None:
     """Refuse, before anything starts, when a port the simulator or the BFF would listen on is
     in use (``up`` already stopped if this stack's own simulator or BFF were running)."""
@@ -74,6 +81,13 @@ def check_service_ports(env: dict[str, str]) -> None:
             "BFF_ADMIN_PORT={} (0: no admin endpoint)",
         ),
         (sim_port(env), "the simulator", "SIM_URL=http://127.0.0.1:{}"),
+    ]
+    admin = _port("BFF_ADMIN_PORT", env["BFF_ADMIN_PORT"])
+    # worker i serves the admin endpoint on BFF_ADMIN_PORT + i (edge/workers.py)
+    wanted += [
+        (admin + i, f"BFF worker {i}'s admin endpoint", "BFF_ADMIN_PORT={} (0: no admin endpoint)")
+        for i in range(1, _bff_workers())
+        if admin and admin + i <= 65535
     ]
     for port, what, setting in wanted:
         if port and port_open(port):

@@ -34,6 +34,7 @@ from actors.property import (
     UnsubscribeDevice,
 )
 from actors.system import ActorSystem
+from ledger.device_status import DeviceSyncStatus
 from ledger.model import NewEvent
 from schemas.actor_events import HEARTBEAT, SESSION_OPENED
 from tests.support.actor_world import World
@@ -98,13 +99,21 @@ async def test_killed_device_actor_restarts_and_rehydrates_equal_state(
     ledger = world.ledger
     dev = device(TENANT, "dev-1")
     world.sessions.device_session[(TENANT, "dev-1")] = "sess-9"
-    world.cursors.cursors[(TENANT, "dev-1")] = "c-42"
+    world.status.rows[(TENANT, "dev-1")] = DeviceSyncStatus(  # the cursor's authority
+        tenant=TENANT,
+        device_id="dev-1",
+        last_seen_at=datetime.now(UTC),
+        app_version=None,
+        operator_id=None,
+        heartbeat_count=0,
+        cursor_version=42,
+    )
     for n in range(5):
         ack = await heartbeat(system, dev, f"cmd-{n}", f"1.{n}")
         assert (ack.heartbeat_count, ack.duplicate, ack.sampled) == (n + 1, False, True)
     before: DeviceState = await system.ask(dev, GetState())
     assert (before.heartbeat_count, before.app_version, before.version) == (5, "1.4", 5)
-    assert (before.session_ref, before.sync_cursor) == ("sess-9", "c-42")
+    assert (before.session_ref, before.sync_cursor) == ("sess-9", 42)
     assert before.last_seen_at is not None and before.last_seen_at <= datetime.now(UTC)
 
     assert system.kill(dev)

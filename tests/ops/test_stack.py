@@ -2,6 +2,7 @@
 checkouts' stacks side by side; what the stack refuses to share; the bootstrap's console."""
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -220,10 +221,11 @@ def test_two_stacks_side_by_side_share_nothing(tmp_path: Path, redis_prefix: str
             assert exported["PUBSUB_EMULATOR_HOST"] == env["PUBSUB_EMULATOR_HOST"]
             bff = f"http://127.0.0.1:{env['PORT']}"
             assert httpx.get(f"{bff}/health/ready").status_code == 200
-        # Each BFF names its subscriptions with an id of its own, on its own emulator.
+        # Each BFF names its subscriptions with an id of its own, on its own emulator (one
+        # per worker process: ``<instance>-w<i>``, edge/workers.py).
         instances_a, instances_b = (
-            _instances(env_a["PUBSUB_EMULATOR_HOST"]),
-            _instances(env_b["PUBSUB_EMULATOR_HOST"]),
+            {re.sub(r"-w[0-9]+$", "", i) for i in _instances(env_a["PUBSUB_EMULATOR_HOST"])},
+            {re.sub(r"-w[0-9]+$", "", i) for i in _instances(env_b["PUBSUB_EMULATOR_HOST"])},
         )
         assert len(instances_a) == len(instances_b) == 1, (instances_a, instances_b)
         assert instances_a != instances_b and "local-1" not in instances_a | instances_b

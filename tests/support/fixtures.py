@@ -137,6 +137,7 @@ def base_env(database_url: str, redis_prefix: str) -> dict[str, str]:
         "BFF_BUS": "embedded",
         "PUBSUB_EMULATOR_HOST": "",
         "BFF_ADMIN_PORT": "0",  # admin server off unless a test picks a free port
+        "BFF_WORKERS": "1",  # one process, as before, unless a test asks for workers
     }
 
 

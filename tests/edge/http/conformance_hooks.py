@@ -38,6 +38,7 @@ DASHBOARD = "/bff/backoffice/v1/dashboard"
 ACCEPTS = ("application/x-ndjson", "application/json")
 LOG = os.environ.get("CONFORMANCE_LOG", "")  # one line per response: method path status type
 _turns = itertools.count()
+_keys = itertools.count()
 
 
 class _Desktop:
@@ -103,6 +104,11 @@ def before_call(context: HookContext, case: Case[Any], kwargs: dict[str, Any]) -
         if "DPoP" in headers:
             url = BFF_URL + case.formatted_path
             headers["DPoP"] = DESKTOP.device.proof(case.method, url, access_token=token)
+    key = headers.get("Idempotency-Key")
+    if isinstance(key, str) and key.isascii() and key.isprintable() and key.strip():
+        # A desktop sends a new key per command: the fuzzer's few sound keys, reused for every
+        # body it makes, would only exercise 422 IDEMPOTENCY_KEY_REUSED (edge/idempotency.py).
+        headers["Idempotency-Key"] = f"{key.strip()[:100]}-{next(_keys)}"
     body = case.body
     if isinstance(body, dict) and _issued(body.get("refreshToken")):
         body["refreshToken"] = DESKTOP.tokens.refresh_token
@@ -142,13 +148,20 @@ def flatmap_path_parameters(
 def flatmap_query(
     context: HookContext, query: dict[str, Any] | None
 ) -> st.SearchStrategy[dict[str, Any] | None]:
-    if not query or "propertyId" not in query:
+    if not query or not {"propertyId", "deviceId"} & set(query):
         return st.just(query)
-    return st.sampled_from([query, {**query, "propertyId": PROPERTY}])
+    own = {**query, "propertyId": PROPERTY} if "propertyId" in query else dict(query)
+    if "deviceId" in query:  # GET /sync/cursor?deviceId
+        own["deviceId"] = DESKTOP.device.device_id
+    return st.sampled_from([query, own])
 
 
 @schemathesis.hook
 def flatmap_body(context: HookContext, body: Any) -> st.SearchStrategy[Any]:
+    if isinstance(body, dict) and "deviceId" in body:  # the sync routes' bodies
+        return st.sampled_from([body, {**body, "deviceId": DESKTOP.device.device_id}])
+    if isinstance(body, dict) and "propertyId" in body:  # mutations: past the scope check too
+        return st.sampled_from([body, {**body, "propertyId": PROPERTY}])
     if not isinstance(body, dict) or "refreshToken" not in body:
         return st.just(body)
     return st.sampled_from([body, {**body, "refreshToken": DESKTOP.tokens.refresh_token}])

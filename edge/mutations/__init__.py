@@ -1,0 +1,1 @@
+"""Domain mutations and lock actions proxied upstream, with their audit (``proxy.py``)."""
