@@ -54,6 +54,12 @@ class CommandRejected(Refused):
     """The actor refused the command for a domain reason."""
 
 
+class Contended(Refused):
+    """The actor's stream kept moving under it — another instance (or worker) was writing the
+    same aggregate at the same moment — past every retry: nothing was recorded, the actor stays
+    up, the caller may retry. Never counts as a crash."""
+
+
 class DependencyUnavailable(Refused):
     """A dependency the message needs (Postgres, a Redis tier) did not answer: nothing was
     decided, the actor stays up, the caller may retry later. Never counts as a crash."""

@@ -11,14 +11,17 @@ and decides again on the fresh state.
 from __future__ import annotations
 
 import logging
+import random
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Generic, NamedTuple, TypeVar
 
 import msgspec
+import trio
 
 from actors.address import ActorAddress
+from actors.errors import Contended
 from actors.ports import EventLog
 from ledger.model import NewEvent, VersionConflict
 
@@ -48,7 +51,7 @@ class EventSourced(Generic[S]):
     ``load_volatile`` to reload the parts of their state that live in Redis.
     """
 
-    max_conflict_retries = 3
+    max_conflict_retries = 8  # instances (and workers) racing to write one aggregate
     replay_page = 1000
 
     def __init__(self, address: ActorAddress, log: EventLog, *, append_timeout: float = 5.0):
@@ -100,7 +103,7 @@ class EventSourced(Generic[S]):
         Returns ``False`` when the decision was "nothing to record". ``metadata`` fills
         ``NewEvent`` columns (``operator_id``, ``device_id``, ``request_id``).
         """
-        for _ in range(self.max_conflict_retries):
+        for attempt in range(self.max_conflict_retries):
             pending = decide(self.state)
             if not pending:
                 return False
@@ -125,12 +128,18 @@ class EventSourced(Generic[S]):
             except VersionConflict:
                 log.info("stream moved on; catching up", extra={"actor": str(self.address)})
                 await self.catch_up()
+                await trio.sleep(_backoff(attempt))  # writers racing in step would race again
                 continue
             for (subject, body), result in zip(encoded, results, strict=True):
                 self._fold(subject, body, result.version)
             return True
-        raise VersionConflict(f"{self.address}: still conflicting after catching up")
+        raise Contended(self.address, "the stream kept moving under this actor; retry")
 
     def _fold(self, subject: str, payload: bytes, version: int) -> None:
         state = self.apply(self.state, subject, payload)
         self.state = msgspec.structs.replace(state, version=version)
+
+
+def _backoff(attempt: int) -> float:
+    """Full jitter, 5 ms doubling to at most 160 ms: racing writers spread out."""
+    return random.uniform(0, min(0.16, 0.005 * 2**attempt))

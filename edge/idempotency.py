@@ -27,8 +27,10 @@ without asking again. Not stored, and the claim released so the retry runs: retr
 (UPSTREAM_UNAVAILABLE, UPSTREAM_TIMEOUT, SERVICE_UNAVAILABLE, CACHE_UNAVAILABLE, OVERLOADED,
 RATE_LIMITED, INTERNAL…), any other exception, cancellation, and the codes about the caller's
 credentials rather than the request (MFA, session, scope: ``_ABOUT_THE_CALLER``) — a retry with
-a fresh MFA attestation carries the same fingerprint and must run. Routes check the body,
-property scope and MFA *before* calling :func:`idempotent`, so those refusals never claim a key.
+a fresh MFA attestation carries the same fingerprint and must run. Routes check the body and
+the property scope *before* calling :func:`idempotent`, so those refusals never claim a key; the
+mutation pipeline asks for the MFA step-up *inside* the handler, so a replay needs no fresh
+attestation (``edge/mutations/proxy.py``).
 """
 
 from __future__ import annotations
