@@ -78,6 +78,18 @@ R = TypeVar("R")
 JSON = "application/json; charset=utf-8"
 UNKNOWN_KINDS = ("timeout", "drift")  # the upstream may have acted
 _encoder = msgspec.json.Encoder()
+# What every mutation and lock route may answer beyond its auth chain and input checks.
+ERRORS: tuple[Code, ...] = (
+    Code.IDEMPOTENCY_KEY_REUSED,
+    Code.IDEMPOTENCY_IN_FLIGHT,
+    Code.NOT_FOUND,
+    Code.CONFLICT,
+    Code.UPSTREAM_UNAVAILABLE,
+    Code.UPSTREAM_TIMEOUT,
+    Code.SCHEMA_DRIFT,
+    Code.SERVICE_UNAVAILABLE,
+    Code.OVERLOADED,
+)
 
 Call = Callable[[str | None], Awaitable[R]]
 """The upstream call, given the Idempotency-Key to forward."""

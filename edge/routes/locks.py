@@ -20,24 +20,12 @@ from quart import Response
 from edge.api import Api, decode_body
 from edge.assembly import Services
 from edge.auth.principal import Principal
-from edge.errors import Code
-from edge.mutations.proxy import Mutation, fields_of, path_id, perform
+from edge.mutations.proxy import ERRORS, Mutation, fields_of, path_id, perform
 from schemas.mutations import IssueKeyBody, KeyIssued, KeysRevoked, RevokeKeyBody
 from schemas.upstream.lock import IssueKeyRequest, KeyList, RevokeKeysRequest
 
 api = Api()
 BASE = "/bff/backoffice/v1/locks"
-ERRORS = (
-    Code.IDEMPOTENCY_KEY_REUSED,
-    Code.IDEMPOTENCY_IN_FLIGHT,
-    Code.NOT_FOUND,
-    Code.CONFLICT,
-    Code.UPSTREAM_UNAVAILABLE,
-    Code.UPSTREAM_TIMEOUT,
-    Code.SCHEMA_DRIFT,
-    Code.SERVICE_UNAVAILABLE,
-    Code.OVERLOADED,
-)
 
 
 @api.route(

@@ -27,24 +27,13 @@ from edge.api import Api, decode_body
 from edge.assembly import Services
 from edge.auth.principal import Principal
 from edge.errors import ApiError, Code
-from edge.mutations.proxy import Mutation, fields_of, path_id, perform
+from edge.mutations.proxy import ERRORS, Mutation, fields_of, path_id, perform
 from schemas import mutations as m
 from schemas.upstream import billing, housekeeping, maintenance
 from schemas.upstream import reservation as rsv
 
 api = Api()
 BASE = "/bff/backoffice/v1"
-ERRORS = (
-    Code.IDEMPOTENCY_KEY_REUSED,
-    Code.IDEMPOTENCY_IN_FLIGHT,
-    Code.NOT_FOUND,
-    Code.CONFLICT,
-    Code.UPSTREAM_UNAVAILABLE,
-    Code.UPSTREAM_TIMEOUT,
-    Code.SCHEMA_DRIFT,
-    Code.SERVICE_UNAVAILABLE,
-    Code.OVERLOADED,
-)
 CHECKED_IN = "melmastoon.reservation.checked_in.v1"
 CHECKED_OUT = "melmastoon.reservation.checked_out.v1"
 FOLIO_CHARGED = "melmastoon.billing.folio.charged.v1"
