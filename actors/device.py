@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -310,7 +311,13 @@ class DeviceDeps:
     cursors: SyncCursors
     status: DeviceStatus
     feed: DeviceFeed
-    heartbeat_sample_rate: float = 0.05
+    # A fixed share, or a function read at each heartbeat: the edge passes its runtime flag
+    # (edge/flags.py, FAILURE_MODES F-40), so operators can lower it without a restart.
+    heartbeat_sample_rate: float | Callable[[], float] = 0.05
+
+    def sample_rate(self) -> float:
+        rate = self.heartbeat_sample_rate
+        return rate() if callable(rate) else rate
 
 
 class DeviceActor(EventSourced[DeviceState]):
@@ -376,7 +383,7 @@ class DeviceActor(EventSourced[DeviceState]):
         event_id = uuid.uuid5(
             HEARTBEAT_IDS, f"{self.address.tenant}/{self.address.id}/{command.command_id}"
         )
-        sampled = event_id.int / 2**128 < self._deps.heartbeat_sample_rate
+        sampled = event_id.int / 2**128 < self._deps.sample_rate()
         if sampled:
             telemetry = HeartbeatRecorded(
                 command_id=command.command_id,

@@ -13,13 +13,25 @@ class ActorInstruments:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = r = registry if registry is not None else CollectorRegistry()
         self.actors_active = Gauge(
-            "bff_actors_active", "Live (not failed) actors by kind", ["kind"], registry=r
+            "bff_actors_active",
+            "Live (not failed) actors by kind",
+            ["kind"],
+            registry=r,
+            multiprocess_mode="livesum",  # with worker processes: the instance's total
         )
         self.actors_failed = Gauge(
-            "bff_actors_failed", "Actors whose supervisor gave up, by kind", ["kind"], registry=r
+            "bff_actors_failed",
+            "Actors whose supervisor gave up, by kind",
+            ["kind"],
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.actor_mailbox_depth = Gauge(
-            "bff_actor_mailbox_depth", "Messages queued in mailboxes, by kind", ["kind"], registry=r
+            "bff_actor_mailbox_depth",
+            "Messages queued in mailboxes, by kind",
+            ["kind"],
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.actor_activations = Counter(
             "bff_actor_activations",

@@ -9,6 +9,7 @@ adapter by its one exception type (Redis ``TierUnavailable`` → 503 CACHE_UNAVA
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any, cast
 
 import msgspec
@@ -17,6 +18,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from actors.errors import ActorError
+from edge import tracing
 from edge.api import Api, request_id
 from edge.asgi import (
     ROUTE_KEY,
@@ -74,19 +76,26 @@ def route_tables(services: Services) -> list[Api]:
     return tables
 
 
+def openapi_document(tables: Iterable[Api] = PUBLIC_TABLES) -> dict[str, Any]:
+    """The OpenAPI document of these route tables, as ``/openapi.json`` serves it; without a
+    server, so tools can render it (the desktop's types: ops/localstack/types.py)."""
+    document = Api()
+    for table in tables:
+        document.routes.extend(table.routes)
+    spec = build_openapi(document, version=VERSION)
+    document_widgets(spec)
+    return spec
+
+
 def create_app(services: Services) -> QuartTrio:
     """Build the Quart app over ``services``. One app per process (or per test)."""
     app = QuartTrio("bff-backoffice-service")
     app.config["MAX_CONTENT_LENGTH"] = services.settings.max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     tables = route_tables(services)
-    document = Api()
     for table in tables:
         table.install(app, context=services)
-        document.routes.extend(table.routes)
-    spec = build_openapi(document, version=VERSION)
-    document_widgets(spec)
-    openapi = msgspec.json.encode(spec)
+    openapi = msgspec.json.encode(openapi_document(tables))
 
     @app.get("/openapi.json")
     async def openapi_json() -> Response:
@@ -170,4 +179,4 @@ def asgi_stack(app: QuartTrio, services: Services) -> ASGIApp:
         idle_s=settings.body_idle_s,
         metrics=services.metrics,
     )
-    return RequestContext(HeadLimit(timed), services.metrics)
+    return RequestContext(tracing.traced(HeadLimit(timed)), services.metrics)

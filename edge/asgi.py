@@ -219,12 +219,21 @@ class HeadLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+# Methods counted under their own name; any other (a client may send any token) is "OTHER",
+# so that no client can grow the metric label sets.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class RequestContext:
     """Give each request an id, echo it, time it, count it and write one access log line."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # Bound metric children by (method, route, status): ``labels()`` validates and locks on
+        # every call, which the hot path need not pay. Routes and methods are finite (the route
+        # template, KNOWN_METHODS) and so are statuses, so this stays small.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -259,8 +268,17 @@ class RequestContext:
     def _record(self, scope: Scope, request_id: str, status: int, elapsed: float) -> None:
         route = scope.get(ROUTE_KEY, "unmatched")
         method = scope.get("method", "")
-        self.metrics.requests.labels(method, route, str(status)).inc()
-        self.metrics.latency.labels(method, route).observe(elapsed)
+        counted = method if method in KNOWN_METHODS else "OTHER"
+        children = self._children.get((counted, route, status))
+        if children is None:
+            children = (
+                self.metrics.requests.labels(counted, route, str(status)),
+                self.metrics.latency.labels(counted, route),
+            )
+            if len(self._children) < 10_000:
+                self._children[(counted, route, status)] = children
+        children[0].inc()
+        children[1].observe(elapsed)
         log.info(
             "request",
             extra={

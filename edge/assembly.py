@@ -38,6 +38,7 @@ from actors.ports import OUTAGES, EventHandler
 from actors.property import PropertyDeps, property_kind
 from actors.system import ActorSystem
 from edge.admin import serve_admin
+from edge.audit_completeness import run_audit_completeness
 from edge.auth.chain import AuthChain
 from edge.auth.floor import VersionFloor
 from edge.auth.principal import Principal
@@ -48,9 +49,11 @@ from edge.auth.tenants import TenantStatus
 from edge.auth.tokens import KeySet, TokenVerifier
 from edge.bus import instance_id as make_instance_id
 from edge.bus import open_publisher, open_source
+from edge.bus.dead_letters import open_maintained
 from edge.bus.relay import Relay
 from edge.bus.subscriber import Subscriber
 from edge.dashboard.engine import DashboardEngine, Timing
+from edge.flags import RuntimeFlags
 from edge.idempotency import run_idempotency_cleanup
 from edge.inbox.forwarder import run_ack_forwarder
 from edge.inbox.projection import RedisInboxes
@@ -165,20 +168,26 @@ async def _start(
     alert_acks = AlertAckStore(db)
     device_status = DeviceStatusStore(db)
     cursor_copies = RedisSyncCursors(cache, ttl_s=settings.sync_cursor_ttl_s)
+    flags = RuntimeFlags(
+        cache,
+        refresh_s=settings.version_floor_refresh_s,
+        heartbeat_sample_rate=settings.heartbeat_sample_rate,
+    )
+    await nursery.start(flags.run)
     devices = DeviceDeps(
         log=ledger,
         sessions=sessions,
         cursors=cursor_copies,
         status=device_status,
         feed=feed,
-        heartbeat_sample_rate=settings.heartbeat_sample_rate,
+        heartbeat_sample_rate=flags.heartbeat_sample_rate,
     )
     properties = PropertyDeps(log=ledger, views=engine, feed=feed, inboxes=inboxes, acks=alert_acks)
     kinds = [device_kind(devices), property_kind(properties)]
     actors = ActorSystem(kinds, actor_config(settings), metrics.actors)
     await nursery.start(actors.run)
     readiness.register("actors", actors.health)
-    auth = _auth_chain(settings, upstreams, sessions, cache, session, metrics, actors)
+    auth = _auth_chain(settings, upstreams, sessions, cache, session, metrics, actors, flags)
     streams = StreamHub(
         feed,
         node_id(instance),
@@ -298,6 +307,7 @@ async def _start_ledger(
             metrics=metrics.ledger,
         )
     )
+    nursery.start_soon(run_audit_completeness, db, metrics)
     if settings.relay_enabled:
         nursery.start_soon(_run_relay, settings, db, ledger, metrics)
     return ledger
@@ -326,13 +336,14 @@ async def _run_subscriber(
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    async with open_source(settings, instance) as source:
+    async with open_source(settings, instance) as source, open_maintained(settings) as dead:
         subscriber = Subscriber(
             source,
             handler,
             metrics=metrics,
             max_attempts=settings.subscriber_max_attempts,
             handler_timeout=settings.subscriber_handler_timeout_s,
+            dead_letters=dead,
         )
         await subscriber.run(task_status=task_status)
 
@@ -364,6 +375,7 @@ def _auth_chain(
     session: RedisTier,
     metrics: Metrics,
     actors: ActorSystem,
+    flags: RuntimeFlags,
 ) -> AuthChain:
     tokens = TokenVerifier(
         KeySet(
@@ -379,7 +391,7 @@ def _auth_chain(
         tokens,
         sessions,
         TenantStatus(upstreams.tenant, metrics, ttl_s=settings.tenant_status_ttl_s),
-        VersionFloor(cache, refresh_s=settings.version_floor_refresh_s),
+        VersionFloor(cache, flags=flags),
         metrics,
         open_session=SessionOpener(actors),
         stepup=StepUp(upstreams.iam, session, metrics, tokens),

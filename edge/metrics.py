@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import os
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 from actors.instruments import ActorInstruments
 from ledger.instruments import LATENCY_BUCKETS, LedgerInstruments
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class Metrics:
@@ -34,8 +45,11 @@ class Metrics:
             "1 when the dependency answered its last health check",
             ["dependency"],
             registry=r,
+            multiprocess_mode="livemin",  # down when any worker saw it down
         )
-        self.in_flight = Gauge("bff_http_in_flight", "Requests being served", registry=r)
+        self.in_flight = Gauge(
+            "bff_http_in_flight", "Requests being served", registry=r, multiprocess_mode="livesum"
+        )
         self.actors = ActorInstruments(r)  # owned by actors/
         self.ledger = LedgerInstruments(r)  # owned by ledger/
         self._add_bus_metrics(r)
@@ -51,10 +65,29 @@ class Metrics:
             "bff_relay_publish_failures", "Publish attempts the broker refused", registry=r
         )
         self.relay_position = Gauge(
-            "bff_relay_position", "Last ledger position published by this relay", registry=r
+            "bff_relay_position",
+            "Last ledger position published by this relay",
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.relay_lag = Gauge(
-            "bff_relay_lag_events", "Ledger rows not yet published (outbox depth)", registry=r
+            "bff_relay_lag_events",
+            "Ledger rows not yet published (outbox depth)",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.relay_lag_seconds = Gauge(
+            "bff_relay_lag_seconds",
+            "Age of the oldest ledger row not yet published (0 when the outbox is empty)",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.bus_dead_letters = Gauge(
+            "bff_bus_dead_letters",
+            "Messages parked in the dead-letter store (embedded bus; on Pub/Sub the dead-letter "
+            "subscription's num_undelivered_messages)",
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.bus_consumed = Counter(
             "bff_bus_consumed_events",
@@ -93,6 +126,7 @@ class Metrics:
             "Circuit breaker state per upstream: 0 closed, 1 half-open, 2 open",
             ["upstream"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.upstream_circuit_transitions = Counter(
             "bff_upstream_circuit_transitions",
@@ -168,7 +202,10 @@ class Metrics:
             registry=r,
         )
         self.sse_streams = Gauge(
-            "bff_sse_connections", "Live SSE streams held by this instance", registry=r
+            "bff_sse_connections",
+            "Live SSE streams held by this instance",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.sse_events = Counter(
             "bff_sse_events", "Events written to SSE streams by event name", ["event"], registry=r
@@ -210,4 +247,13 @@ class Metrics:
         )
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """This process's metrics; with worker processes (``BFF_WORKERS``), the whole
+        instance's: every worker writes its values under ``PROMETHEUS_MULTIPROC_DIR`` (set by
+        edge/workers.py) and whichever worker a scrape reaches sums them (counters, histograms)
+        or applies each gauge's ``multiprocess_mode``."""
+        shared = os.environ.get(MULTIPROC_ENV)
+        if not shared:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=shared)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)

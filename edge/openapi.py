@@ -14,10 +14,13 @@ import msgspec
 from edge.api import Api, Ndjson, RouteSpec
 from edge.errors import Code
 from edge.idempotency import MAX_KEY, stores_error
+from edge.sse.events import UNION as SSE_EVENT
+from edge.sse.events import sse_components
 from schemas.errors import ErrorEnvelope
 
 REF = "#/components/schemas/{name}"
 NDJSON = "application/x-ndjson"
+EVENT_STREAM = "text/event-stream"
 SECURITY_SCHEME = "DPoP"
 # What ``X-App-Version`` must look like (edge/auth/floor.py ``parse_version``).
 SEMVER_PATTERN = r"^[0-9]{1,6}\.[0-9]{1,6}\.[0-9]{1,6}([-+][0-9A-Za-z.+-]{1,64})?$"
@@ -119,6 +122,8 @@ def build_openapi(api: Api, *, version: str) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for spec, view in api.routes:
         paths.setdefault(spec.path, {})[spec.method.lower()] = _operation(spec, view, by_model)
+    if any(spec.content_type == EVENT_STREAM for spec, _ in api.routes):
+        components.update(sse_components(REF))  # the stream's events (edge/sse/events.py)
     return {
         "openapi": "3.1.0",
         "info": {"title": "bff-backoffice-service", "version": version, "description": DESCRIPTION},
@@ -225,6 +230,8 @@ def _responses(
         ok["content"] = {spec.content_type: {"schema": by_model[spec.response]}}
     elif spec.content_type.startswith("text/"):
         ok["content"] = {spec.content_type: {"schema": {"type": "string"}}}
+    if spec.content_type == EVENT_STREAM:  # what the stream's frames hold (edge/sse/events.py)
+        ok["content"][EVENT_STREAM]["x-sse-events"] = {"$ref": REF.format(name=SSE_EVENT)}
     if spec.ndjson is not None:
         ok.setdefault("content", {})[NDJSON] = {"schema": _stream_schema(spec.ndjson, by_model)}
     responses: dict[str, Any] = {"200": ok}

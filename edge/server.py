@@ -18,13 +18,14 @@ import signal
 import sys
 import warnings
 from functools import partial
+from typing import Any
 
 import trio
 import trio_asyncio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
-from edge import parser_errors
+from edge import parser_errors, tracing
 from edge.app import asgi_stack, create_app
 from edge.asgi import MAX_HEAD_BYTES
 from edge.assembly import Services, assemble
@@ -80,40 +81,70 @@ async def serve_service(
 ) -> None:
     """Run until SIGTERM/SIGINT; in-flight requests get ``shutdown_grace_s`` to finish."""
     parser_errors.install()  # what hypercorn's parser refuses gets the envelope too
-    async with (
-        trio_asyncio.open_loop(),
-        assemble(settings) as services,
+    with tracing.configured(
+        settings.tracing, settings.otlp_endpoint, instance=settings.instance_id
     ):
-        app = create_app(services)
-        shutdown = trio.Event()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(watch_signals, services, shutdown)
-            if settings.worker_supervisor:
-                nursery.start_soon(watch_supervisor, settings.worker_supervisor, shutdown)
-
-            async def run_http(task_status: trio.TaskStatus[list[str]]) -> None:
-                await serve(
-                    asgi_stack(app, services),  # type: ignore[arg-type]
-                    hypercorn_config(settings),
-                    shutdown_trigger=shutdown.wait,
-                    task_status=task_status,
-                )
-                nursery.cancel_scope.cancel()
-
-            binds: list[str] = await nursery.start(run_http)
-            log.info(
-                "serving",
-                extra={
-                    "binds": binds,
-                    "database": redact_url(settings.database_url),
-                    "redisSession": redact_url(settings.redis_session_url),
-                    "redisCache": redact_url(settings.redis_cache_url),
-                    "bus": settings.bus_kind,
-                },
-            )
-            tune_gc(settings.gc_gen0_threshold)
-            task_status.started(binds)
+        await _serve(settings, task_status)
     log.info("stopped")
+
+
+def contain_asyncio_errors(loop: Any) -> None:
+    """Log an orphaned asyncio error instead of letting trio-asyncio raise it into its loop.
+
+    trio-asyncio's default handler re-raises every "exception was never retrieved" into the
+    loop's nursery, which ends the process. Under overload asyncpg produces exactly those for
+    connections this process already gave up on (a pool release that outlived its deadline, then
+    ``terminate()``: "unexpected connection_lost() call"); the request that held the connection
+    was already answered. A worker must not die of that (the fleet benchmark saw both workers
+    restart at 50 tenants), so the error is logged with its context, as plain asyncio does.
+    """
+
+    def handle(_loop: Any, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        log.error(
+            "asyncio error outside any caller (contained)",
+            extra={
+                "detail": str(context.get("message", ""))[:300],
+                "error": f"{type(error).__name__}: {error}"[:300] if error else "",
+            },
+        )
+
+    loop.set_exception_handler(handle)
+
+
+async def _serve(settings: Settings, task_status: trio.TaskStatus[list[str]]) -> None:
+    async with trio_asyncio.open_loop() as loop:
+        contain_asyncio_errors(loop)  # before anything can leave an orphaned future
+        async with assemble(settings) as services:
+            app = create_app(services)
+            shutdown = trio.Event()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(watch_signals, services, shutdown)
+                if settings.worker_supervisor:
+                    nursery.start_soon(watch_supervisor, settings.worker_supervisor, shutdown)
+
+                async def run_http(task_status: trio.TaskStatus[list[str]]) -> None:
+                    await serve(
+                        asgi_stack(app, services),  # type: ignore[arg-type]
+                        hypercorn_config(settings),
+                        shutdown_trigger=shutdown.wait,
+                        task_status=task_status,
+                    )
+                    nursery.cancel_scope.cancel()
+
+                binds: list[str] = await nursery.start(run_http)
+                log.info(
+                    "serving",
+                    extra={
+                        "binds": binds,
+                        "database": redact_url(settings.database_url),
+                        "redisSession": redact_url(settings.redis_session_url),
+                        "redisCache": redact_url(settings.redis_cache_url),
+                        "bus": settings.bus_kind,
+                    },
+                )
+                tune_gc(settings.gc_gen0_threshold)
+                task_status.started(binds)
 
 
 def tune_gc(gen0_threshold: int) -> None:

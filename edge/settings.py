@@ -115,6 +115,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         Literal["DEBUG", "INFO", "WARNING", "ERROR"],
         Meta(description="`DEBUG`, `INFO`, `WARNING`, `ERROR` (JSON lines on stdout)"),
     ] = "INFO"
+    tracing: Annotated[
+        Literal["off", "console", "otlp"],
+        Meta(
+            description="OpenTelemetry traces (request, dashboard composition, upstream calls): "
+            "`off`, `console` (one JSON line per span on stderr) or `otlp` (OTLP/HTTP to "
+            "`BFF_OTLP_ENDPOINT`)"
+        ),
+    ] = "off"
+    otlp_endpoint: Annotated[
+        str,
+        Meta(description="OTLP/HTTP traces endpoint (`BFF_TRACING=otlp`)"),
+    ] = "http://127.0.0.1:4318/v1/traces"
     max_body_bytes: Annotated[
         int,
         Meta(
@@ -337,7 +349,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ge=0,
             le=1,
             description="share of heartbeats appended to the ledger as `device.heartbeat.v1` "
-            "telemetry",
+            "telemetry; the flag `heartbeatSampleRate` overrides it at run time",
         ),
     ] = 0.05
     tenant_status_ttl_s: Annotated[
@@ -348,8 +360,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         Meta(
             gt=0,
             le=3600,
-            description="re-read of the app-version floor (`<prefix>:_global:flags` → "
-            "`appVersionFloor`)",
+            description="re-read of the runtime flags (`<prefix>:_global:flags` → "
+            "`appVersionFloor`, `heartbeatSampleRate`)",
         ),
     ] = 30.0
     jwks_ttl_s: Annotated[
@@ -652,10 +664,25 @@ class SettingsError(ValueError):
     """A variable has a value the service cannot run with; the message names the variable."""
 
 
+FILE_SUFFIX = "_FILE"
+MAX_FILE_BYTES = 64 * 1024
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Build ``Settings`` from ``environ`` (default: the process environment)."""
+    """Build ``Settings`` from ``environ`` (default: the process environment).
+
+    Any variable may instead name a file holding its value, ``<NAME>_FILE=/path`` (secrets
+    mounted as files, e.g. Secret Manager volumes on Cloud Run): read once here, one trailing
+    newline dropped. Setting both is refused, so a value is never chosen silently."""
     env = os.environ if environ is None else environ
     raw: dict[str, str] = {f: env[v] for f, v in ENV_NAMES.items() if env.get(v, "") != ""}
+    for field, name in ENV_NAMES.items():
+        path = env.get(name + FILE_SUFFIX, "")
+        if not path:
+            continue
+        if field in raw:
+            raise SettingsError(f"{name} and {name}{FILE_SUFFIX} are both set: keep one")
+        raw[field] = _read_value_file(name + FILE_SUFFIX, path)
     for field, prefixes in _URL_SCHEMES.items():
         if field in raw and not raw[field].startswith(prefixes):
             shown = redact_url(raw[field])
@@ -672,6 +699,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if settings.mode == "production" and not settings.public_url.startswith("https://"):
         raise SettingsError("BFF_PUBLIC_URL must be the https:// URL clients use, in production")
     return settings
+
+
+def _read_value_file(variable: str, path: str) -> str:
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise SettingsError(f"{variable}={path!r} cannot be read: {exc.strerror}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise SettingsError(f"{variable}={path!r} is larger than {MAX_FILE_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SettingsError(f"{variable}={path!r} is not UTF-8 text") from None
+    return text.removesuffix("\n").removesuffix("\r")
 
 
 # A parameter is secret when its name (case and ``-``/``_`` aside) says password, secret,

@@ -28,17 +28,21 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections import deque
 from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 
 import trio
+from prometheus_client import multiprocess
 
 from edge.bus import instance_id
+from edge.metrics import MULTIPROC_ENV
 from edge.settings import Settings, SettingsError
 
 log = logging.getLogger("bff.workers")
@@ -199,6 +203,16 @@ class Supervisor:
             "supervising workers",
             extra={"workers": self._count, "instance": self._instance, "pid": os.getpid()},
         )
+        # One scrape of /metrics reaches one worker: all of them write their values here and
+        # each answers for the instance (edge/metrics.py). /tmp: writable on a read-only root.
+        self._metrics_dir = tempfile.mkdtemp(prefix="bff-metrics-")
+        self._environ[MULTIPROC_ENV] = self._metrics_dir
+        try:
+            return await self._supervise()
+        finally:
+            shutil.rmtree(self._metrics_dir, ignore_errors=True)
+
+    async def _supervise(self) -> int:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             await nursery.start(self._watch_signals)
@@ -217,8 +231,13 @@ class Supervisor:
         while not self._stopping.is_set():
             started = trio.current_time()
             returncode, pid = await self._run_once(index)
+            # its live gauges go; its counts stay in the instance's totals
+            multiprocess.mark_process_dead(pid, self._metrics_dir)  # type: ignore[no-untyped-call]
             if self._stopping.is_set():
-                self._statuses[index] = exit_status(returncode)
+                # A worker still starting when the stop came dies of the SIGTERM we sent it,
+                # before its own handler is in place: that is the stop we asked for, not a fault.
+                stopped = returncode == -signal.SIGTERM
+                self._statuses[index] = 0 if stopped else exit_status(returncode)
                 return
             ran = trio.current_time() - started
             quick_deaths = quick_deaths + 1 if ran < self._settings.workers_restart_window_s else 1

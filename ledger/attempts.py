@@ -90,3 +90,28 @@ async def audit_attempts(conn: Connection, *, before: datetime) -> list[AttemptA
             AttemptAudit(check=check, attempts=attempts, unfinished=unfinished, shown=shown)
         )
     return found
+
+
+_WINDOW_ATTEMPTS = """
+SELECT count(*) AS attempts,
+       count(*) FILTER (WHERE NOT EXISTS (
+           SELECT 1 FROM ledger o
+            WHERE o.tenant = a.tenant AND o.stream = a.stream AND o.subject = $2
+              AND o.payload->>'attemptId' = a.payload->>'attemptId')) AS unfinished
+  FROM ledger a
+ WHERE a.subject = $1 AND a.recorded_at >= $3 AND a.recorded_at < $4
+"""
+
+
+async def window_completeness(
+    conn: Connection, *, since: datetime, before: datetime
+) -> dict[str, tuple[int, int]]:
+    """Per check, ``(attempts, unfinished)`` over the attempts recorded in ``[since, before)``:
+    the bounded form of :func:`audit_attempts` a service can afford every minute (the
+    ``recorded_at`` index bounds the scan; each outcome lookup is one stream's rows)."""
+    found = {}
+    for check, (attempted, proxied) in PAIRS.items():
+        row = await conn.fetchrow(_WINDOW_ATTEMPTS, attempted, proxied, since, before)
+        assert row is not None  # an aggregate always answers one row
+        found[check] = (int(row["attempts"]), int(row["unfinished"]))
+    return found

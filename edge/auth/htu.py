@@ -8,6 +8,7 @@ made ``/``; query and fragment are not part of ``htu``.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -19,9 +20,10 @@ class InvalidUri(ValueError):
     """Not an absolute http(s) URI."""
 
 
+@lru_cache(maxsize=4096)  # a device proves the same few URLs over and over
 def normalize_htu(uri: str) -> str:
     """The comparable form of ``uri`` without its query and fragment."""
-    if len(uri) > 2048 or any(ord(c) < 0x21 or ord(c) > 0x7E for c in uri):
+    if len(uri) > 2048 or not (uri.isascii() and uri.isprintable()) or " " in uri:
         raise InvalidUri("htu must be printable ASCII without spaces, at most 2048 characters")
     try:
         parts = urlsplit(uri)

@@ -16,6 +16,10 @@ callback blocks, which holds the client's flow control — end-to-end backpressu
 happen on the Trio side, after the handler returned. On shutdown the channel is closed first
 (blocked callbacks nack), then the streaming pulls are cancelled and joined.
 
+Dead letters are published to ``DEAD_LETTER_TOPIC`` and kept 7 days by the one shared
+subscription ``DEAD_LETTER_SUBSCRIPTION``, created here before anything can be parked
+(``edge/bus/pubsub_dead_letters.py`` reads and replays them: ``./ops/bus dead-letters``).
+
 With an emulator host, clients talk plaintext gRPC to it (no credentials), and topics are
 created when missing (local mode); in production topics are provisioned by Terraform.
 """
@@ -43,7 +47,14 @@ from edge.bus.port import CONSUMED_TOPICS, BusMessage, BusUnavailable, Delivery,
 log = logging.getLogger("bff.bus.pubsub")
 
 DEAD_LETTER_TOPIC = "melmastoon.bff.backoffice.deadletter"
+# The one subscription every instance's dead letters are read through (ops/bus, F-38): shared,
+# never expiring, keeping unacknowledged messages 7 days (Pub/Sub's maximum).
+DEAD_LETTER_SUBSCRIPTION = "bff-backoffice.deadletter"
+DEAD_LETTER_RETENTION_S = 7 * 24 * 3600
 _BAD_NAME = re.compile(r"[^A-Za-z0-9._~+%-]")
+
+
+LEASE_EXTENSION_S = 10
 
 
 def _grpc_channel(host: str) -> Any:
@@ -255,7 +266,14 @@ class PubSubSource:
                 future = client.subscribe(
                     self.subscription_path(topic),
                     callback=self._callback(topic, deliveries, token),
-                    flow_control=pubsub_v1.types.FlowControl(max_messages=self._max_messages),
+                    flow_control=pubsub_v1.types.FlowControl(
+                        max_messages=self._max_messages,
+                        # The stream's ack deadline follows this (the library's default is
+                        # 60 s): a message sent down a stream that died with its connection is
+                        # redelivered after it, so this bounds how long an interrupted link
+                        # holds events back (F-22). Leases still extend while a handler runs.
+                        max_duration_per_lease_extension=LEASE_EXTENSION_S,
+                    ),
                     scheduler=ThreadScheduler(ThreadPoolExecutor(max_workers=2)),
                 )
                 future.add_done_callback(stopped.callback)
@@ -331,6 +349,7 @@ class PubSubSource:
                         "expiration_policy": {"ttl": {"seconds": self._ttl}},
                     },
                 )
+            await ensure_dead_letter_subscription(client, publisher, self._project, self._timeout)
         finally:
             if publisher is not None:
                 await trio.to_thread.run_sync(publisher.stop, abandon_on_cancel=True)
@@ -369,6 +388,30 @@ class PubSubSource:
                 )
         finally:
             await trio.to_thread.run_sync(client.close, abandon_on_cancel=True)
+
+
+async def ensure_dead_letter_subscription(
+    subscriber: Any, publisher: Any | None, project: str, timeout: float
+) -> str:
+    """Create the dead-letter topic (when ``publisher`` is given: local mode) and its shared
+    subscription if missing, before anything can be parked (a topic without a subscription
+    drops what is published to it); return the subscription's path."""
+    topic_path = f"projects/{project}/topics/{DEAD_LETTER_TOPIC}"
+    path = f"projects/{project}/subscriptions/{DEAD_LETTER_SUBSCRIPTION}"
+    if publisher is not None:
+        await _admin(publisher.create_topic, timeout, name=topic_path)
+    await _admin(
+        subscriber.create_subscription,
+        timeout,
+        request={
+            "name": path,
+            "topic": topic_path,
+            "ack_deadline_seconds": 60,
+            "message_retention_duration": {"seconds": DEAD_LETTER_RETENTION_S},
+            "expiration_policy": {},  # set without a ttl: never expires
+        },
+    )
+    return path
 
 
 def _stop_pulls(futures: list[Any], client: Any) -> None:

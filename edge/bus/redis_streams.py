@@ -11,7 +11,8 @@
 * Lifetime of groups: a heartbeat key ``<prefix>:_bus:_instance:<instance>`` with a TTL is kept
   alive while the instance runs; the group is destroyed on clean shutdown, and any instance
   starting up destroys groups whose heartbeat has expired (crashed instances).
-* Dead letters go to the stream ``<prefix>:_bus:_dead`` with the reason.
+* Dead letters go to the stream ``<prefix>:_bus:_dead`` with the reason; kept 7 days and
+  replayed by ``./ops/bus dead-letters`` (``edge/bus/redis_dead_letters.py``).
 
 Redelivery after a failed handler can reorder events of this bus (a nacked entry comes back
 after later ones); Pub/Sub's ordering keys don't have that caveat.

@@ -34,6 +34,11 @@ from ledger.model import RecordedEvent
 log = logging.getLogger("bff.relay")
 
 RELAY_LOCK = 0x72656C61  # "rela"
+_LAG = """
+SELECT h.position AS head,
+       (SELECT extract(epoch FROM now() - recorded_at) FROM ledger WHERE position = $1) AS age
+  FROM ledger_head h WHERE h.id = 1
+"""
 _ROWS = f"SELECT {READ_COLUMNS} FROM ledger WHERE position > $1 ORDER BY position LIMIT $2"  # noqa: S608
 
 
@@ -83,6 +88,7 @@ class Relay:
                             await self._lead(conn)
                         finally:
                             self.leading = False
+                            self._clear_lag()  # the next leader reports it
                             # the pool's reset on release also unlocks; this is belt and braces
                             with trio.CancelScope(shield=True), trio.move_on_after(2):
                                 await conn.execute("SELECT pg_advisory_unlock_all()")
@@ -121,7 +127,7 @@ class Relay:
                     "ledger positions not contiguous after the relay cursor",
                     extra={"cursor": self.position, "next": rows[0].position},
                 )
-            await self._publish(rows)
+            await self._publish(conn, rows)
             last = rows[-1].position
             await conn.execute(
                 "UPDATE relay_cursor SET position = $2, updated_at = now()"
@@ -134,7 +140,7 @@ class Relay:
                 self._metrics.relay_published.inc(len(rows))
                 await self._update_lag(conn)
 
-    async def _publish(self, rows: list[RecordedEvent]) -> None:
+    async def _publish(self, conn: Connection, rows: list[RecordedEvent]) -> None:
         messages = [ledger_message(r) for r in rows]
         attempt = 0
         while True:
@@ -149,6 +155,7 @@ class Relay:
                 self.failures += 1
                 if self._metrics is not None:
                     self._metrics.relay_publish_failures.inc()
+                    await self._update_lag(conn)  # F-21: the depth grows while the bus is down
                 if attempt == 1 or attempt % 20 == 0:
                     log.warning(
                         "relay publish failed; rows wait in the ledger",
@@ -168,9 +175,17 @@ class Relay:
                 await trio.sleep_forever()
 
     async def _update_lag(self, conn: Connection) -> None:
+        """Outbox depth (rows past the cursor) and lag (age of the oldest of them)."""
         if self._metrics is not None:
-            head = await conn.fetchval("SELECT position FROM ledger_head WHERE id = 1")
-            self._metrics.relay_lag.set(max(0, int(head) - self.position))
+            row = await conn.fetchrow(_LAG, self.position + 1)
+            assert row is not None  # ledger_head always has its one row
+            self._metrics.relay_lag.set(max(0, int(row["head"]) - self.position))
+            self._metrics.relay_lag_seconds.set(max(0.0, float(row["age"] or 0.0)))
+
+    def _clear_lag(self) -> None:
+        if self._metrics is not None:
+            self._metrics.relay_lag.set(0)
+            self._metrics.relay_lag_seconds.set(0)
 
     def _advance(self, position: int) -> None:
         self.position = position

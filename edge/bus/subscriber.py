@@ -22,6 +22,7 @@ import trio
 
 from actors.ports import EventHandler, InboundEvent
 from edge.bus.codec import InvalidEvent, decode_inbound
+from edge.bus.dead_letters import DeadLetterStore
 from edge.bus.port import BusSource, BusUnavailable, Delivery
 from edge.metrics import Metrics
 
@@ -43,6 +44,8 @@ class Subscriber:
         backoff_max_s: float = 10.0,
         retire_timeout: float = 5.0,
         pause_s: float = 1.0,
+        dead_letters: DeadLetterStore | None = None,
+        maintain_s: float = 60.0,
     ) -> None:
         self._source = source
         self._handler = handler
@@ -53,11 +56,31 @@ class Subscriber:
         self._backoff_max = backoff_max_s
         self._retire_timeout = retire_timeout
         self._pause = pause_s
+        self._dead_letters = dead_letters
+        self._maintain_s = maintain_s
         self.ready = trio.Event()  # set once the subscription exists (tests wait on it)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Until cancelled. Starts at once: an unreachable broker does not hold up start-up."""
         task_status.started()
+        async with trio.open_nursery() as nursery:
+            if self._dead_letters is not None:
+                nursery.start_soon(self._maintain_dead_letters, self._dead_letters)
+            await self._consume()
+
+    async def _maintain_dead_letters(self, store: DeadLetterStore) -> None:
+        """Every ``maintain_s``: the dead letters' retention (F-38, 7 days) and depth gauge."""
+        while True:
+            try:
+                depth = await store.maintain()
+            except BusUnavailable as exc:
+                log.warning("dead letters not maintained", extra={"error": str(exc)[:300]})
+            else:
+                if depth is not None and self._metrics is not None:
+                    self._metrics.bus_dead_letters.set(depth)
+            await trio.sleep(self._maintain_s)
+
+    async def _consume(self) -> None:
         failures = 0
         try:
             while True:

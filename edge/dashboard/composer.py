@@ -26,6 +26,7 @@ import msgspec
 import trio
 import trio.lowlevel
 
+from edge import tracing
 from edge.dashboard.catalogue import Plan, Source, Widget
 from edge.metrics import Metrics
 from edge.upstream.apis import Upstreams
@@ -117,22 +118,34 @@ async def compose(
         emit(result)
 
     book = book or LatencyBook()
-    with trio.move_on_at(hard):
-        async with trio.open_nursery() as nursery:
-            for widget in plan.widgets:  # these only park on their calls' events
-                limit = min(hard, started + widget.deadline_s)
-                nursery.start_soon(_run_widget, widget, plan, calls, limit, record)
-            for source in book.slowest_first(plan.sources):
-                limit = min(hard, started + _call_deadline(plan, source))
-                call = calls[id(source)]
-                nursery.start_soon(
-                    _run_call, source, call, upstreams, tenant, property_id, limit, book
-                )
-                # one scheduling step: it gets its request out before the next one starts
-                await trio.lowlevel.checkpoint()
-    for widget in plan.widgets:  # the overall deadline cut these off
-        if widget.id not in emitted:
-            record(widget, unavailable(widget))
+    # the calls' spans (edge/upstream/client.py) are children of this one: tasks inherit it
+    with tracing.span("dashboard.compose") as span:
+        with trio.move_on_at(hard):
+            async with trio.open_nursery() as nursery:
+                for widget in plan.widgets:  # these only park on their calls' events
+                    limit = min(hard, started + widget.deadline_s)
+                    nursery.start_soon(_run_widget, widget, plan, calls, limit, record)
+                for source in book.slowest_first(plan.sources):
+                    limit = min(hard, started + _call_deadline(plan, source))
+                    call = calls[id(source)]
+                    nursery.start_soon(
+                        _run_call, source, call, upstreams, tenant, property_id, limit, book
+                    )
+                    # one scheduling step: it gets its request out before the next one starts
+                    await trio.lowlevel.checkpoint()
+        for widget in plan.widgets:  # the overall deadline cut these off
+            if widget.id not in emitted:
+                record(widget, unavailable(widget))
+        if span is not None:
+            span.set_attributes(
+                {
+                    "bff.role": plan.role,
+                    "bff.tenant": tenant,
+                    "bff.property": property_id,
+                    "bff.widgets": len(plan.widgets),
+                    "bff.partial": partial,
+                }
+            )
     slowest = max((c.seconds for c in calls.values()), default=0.0)
     return Composed(partial, slowest)
 

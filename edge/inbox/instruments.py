@@ -28,6 +28,7 @@ class InboxInstruments:
             "bff_alert_acks_unforwarded",
             "Recorded acknowledgements notification-service has not accepted yet",
             registry=r,
+            multiprocess_mode="livemax",  # one table: each worker sees the same backlog
         )
         self.forwarder_outages = Counter(
             "bff_alert_ack_forwarder_outages",

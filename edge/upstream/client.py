@@ -21,7 +21,9 @@ from typing import Any, TypeVar
 import httpx
 import msgspec
 import trio
+from opentelemetry.trace import Span
 
+from edge import tracing
 from edge.metrics import Metrics
 from edge.upstream.breaker import CircuitBreaker, CircuitOpen
 from edge.upstream.deadline import MIN_ATTEMPT_S, attempt_budget, time_left
@@ -110,24 +112,35 @@ class UpstreamClient:
             base_headers["Content-Type"] = "application/json"
         if idempotency_key:
             base_headers["Idempotency-Key"] = idempotency_key
-        last: _AttemptFailed | None = None
-        for attempt in range(1, attempts + 1):
-            if attempt > 1:
-                if not await self._backoff(attempt):
-                    break
-                self._metrics.upstream_retries.labels(upstream, op).inc()
-            try:
-                answer = await self._attempt(
-                    target, method, path, op, policy_timeout, params, content, base_headers
-                )
-            except _AttemptFailed as failed:
-                last = failed
-                if not failed.retryable:
-                    break
-                continue
-            return self._decode(target, op, answer, model, mutation=is_mutation)
-        assert last is not None
-        raise UpstreamFailure(upstream, op, last.kind, last.detail, mutation=is_mutation)
+        with tracing.span("upstream", upstream, op, kind=tracing.CLIENT) as span:
+            tracing.inject(base_headers)
+            last: _AttemptFailed | None = None
+            attempt = 0
+            for attempt in range(1, attempts + 1):
+                if attempt > 1:
+                    if not await self._backoff(attempt):
+                        break
+                    self._metrics.upstream_retries.labels(upstream, op).inc()
+                try:
+                    answer = await self._attempt(
+                        target, method, path, op, policy_timeout, params, content, base_headers
+                    )
+                except _AttemptFailed as failed:
+                    last = failed
+                    if span is not None:
+                        span.add_event("attempt failed", {"attempt": attempt, "kind": failed.kind})
+                    if not failed.retryable:
+                        break
+                    continue
+                if span is not None:
+                    status = answer.status_code
+                    outcome = "ok" if status < 400 else "rejected"
+                    _describe(span, upstream, op, method, attempt, status, outcome)
+                return self._decode(target, op, answer, model, mutation=is_mutation)
+            assert last is not None
+            if span is not None:
+                _describe(span, upstream, op, method, attempt, 0, last.kind)
+            raise UpstreamFailure(upstream, op, last.kind, last.detail, mutation=is_mutation)
 
     async def _backoff(self, attempt: int) -> bool:
         """Sleep before a retry; False when the caller's deadline leaves no room for one."""
@@ -295,6 +308,22 @@ class UpstreamClient:
         except msgspec.DecodeError:
             code, message = "UNKNOWN", f"{name} answered {answer.status_code}"
         return UpstreamRejected(name, op, answer.status_code, code, f"{name}: {message}"[:300])
+
+
+def _describe(
+    span: Span, upstream: str, op: str, method: str, attempts: int, status: int, outcome: str
+) -> None:
+    """An upstream call's span attributes (edge/tracing.py): what was called and how it went."""
+    span.set_attributes(
+        {
+            "peer.service": upstream,
+            "bff.upstream.operation": op,
+            "http.request.method": method,
+            "http.response.status_code": status,
+            "bff.upstream.outcome": outcome,
+            "bff.upstream.retries": max(0, attempts - 1),
+        }
+    )
 
 
 def drift_field(exc: msgspec.DecodeError) -> str:

@@ -187,12 +187,19 @@ def machine_busy_s() -> float:
 
 
 class LoadProcess:
-    """``ops.bench.saturation_load`` in its own process, one JSON command and answer a line."""
+    """A load generator (``ops.bench.saturation_load`` unless told) in its own process, one JSON
+    command and answer a line."""
 
-    def __init__(self, log_dir: Path) -> None:
-        with (log_dir / "load.log").open("ab") as log:
+    def __init__(
+        self,
+        log_dir: Path,
+        module: str = "ops.bench.saturation_load",
+        *args: str,
+        log_name: str = "load.log",
+    ) -> None:
+        with (log_dir / log_name).open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "ops.bench.saturation_load"],
+                [sys.executable, "-m", module, *args],
                 cwd=ROOT,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,

@@ -42,6 +42,14 @@ def parser() -> argparse.ArgumentParser:
     load.add_argument("--grace", type=float, default=10.0, help="time to resolve in-doubt commands")
     load.add_argument("--report", type=Path, help="write the per-device result as JSON here")
 
+    drills = commands.add_parser(
+        "drill", help="failure-catalogue drills: ./ops/chaos drill F-5 | --all | --ci | --list"
+    )
+    drills.add_argument("rows", nargs="*", help="rows to drill, e.g. F-5 F-17")
+    drills.add_argument("--all", dest="all_rows", action="store_true", help="every drill")
+    drills.add_argument("--ci", action="store_true", help="the subset .ci/run runs")
+    drills.add_argument("--list", dest="list_rows", action="store_true", help="list, run none")
+
     listing = commands.add_parser("list", help="list live actors")
     listing.add_argument("--kind")
     listing.add_argument("--tenant")
@@ -102,6 +110,12 @@ async def _list(client: AdminClient, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    if args.command == "drill":
+        from ops.drills.report import run_drills
+
+        raise SystemExit(
+            run_drills(args.rows, all_rows=args.all_rows, ci=args.ci, list_rows=args.list_rows)
+        )
     try:
         code = trio.run(partial(run, args))
     except AdminError as exc:

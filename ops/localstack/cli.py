@@ -1,4 +1,5 @@
-"""``./ops/stack`` commands: up [--detach], down, status, env, migrate, test."""
+"""``./ops/stack`` commands: up [--detach], down, status, env, migrate, test, types, lock,
+smoke-image."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from edge.workers import available_cpus
-from ops.localstack import deps
+from ops.localstack import cidrills, deps, instances, lockfiles, smoke, types
 from ops.localstack.procs import (
     LOGS,
     ROOT,
@@ -135,9 +136,19 @@ def _ready(url: str) -> bool:
         return False
 
 
-def start_services(env: dict[str, str]) -> None:
+def check_ports(env: dict[str, str], layout: instances.Layout | None) -> None:
+    """``check_service_ports``, or with ``--instances N`` the ports of the N-instance layout."""
+    if layout is None:
+        check_service_ports(env)
+    else:
+        instances.check_ports(layout, sim_port(env))
+
+
+def start_services(env: dict[str, str], layout: instances.Layout | None = None) -> dict[str, str]:
+    """Start the simulator and the BFF (with ``layout``: N BFF processes behind a balancer);
+    return what ``./ops/stack env`` adds to ``env_lines``."""
     bff_port = int(env["PORT"])
-    check_service_ports(env)  # again: something may have taken one while the rest started
+    check_ports(env, layout)  # again: something may have taken one while the rest started
     spawn(
         "sim",
         [sys.executable, "-m", "ops.sim"],
@@ -146,8 +157,11 @@ def start_services(env: dict[str, str]) -> None:
         marker="ops.sim",
     )
     _wait_service("sim", f"{env['SIM_URL']}/health", 60)
+    if layout is not None:
+        return instances.start(layout, env, _wait_service)
     spawn("bff", [sys.executable, "-m", "edge"], env, port=bff_port, marker="-m edge")
     _wait_service("bff", f"http://127.0.0.1:{bff_port}/health/ready", 180)
+    return {}
 
 
 def _wait_service(name: str, url: str, timeout: float) -> None:
@@ -162,10 +176,10 @@ def _wait_service(name: str, url: str, timeout: float) -> None:
         wait_for(check, timeout, name)
     except TimeoutError:
         raise SystemExit(f"[stack] {name} not ready at {url}:\n{log_tail(name)}") from None
-    say(f"{name} ready at {url.rsplit('/', 2)[0] if name == 'bff' else url.rsplit('/', 1)[0]}")
+    say(f"{name} ready at {url.split('/health')[0]}")
 
 
-def env_lines(env: dict[str, str]) -> str:
+def env_lines(env: dict[str, str], extra: dict[str, str] | None = None) -> str:
     exported = {
         "BFF_URL": f"http://127.0.0.1:{env['PORT']}",
         "SIM_URL": env["SIM_URL"],
@@ -174,12 +188,16 @@ def env_lines(env: dict[str, str]) -> str:
         "BFF_REDIS_SESSION_URL": env["BFF_REDIS_SESSION_URL"],
         "BFF_REDIS_CACHE_URL": env["BFF_REDIS_CACHE_URL"],
         "PUBSUB_EMULATOR_HOST": env.get("PUBSUB_EMULATOR_HOST", ""),
+        # ./ops/bus reads the embedded bus's streams under this prefix
+        "BFF_REDIS_PREFIX": env.get("BFF_REDIS_PREFIX")
+        or os.environ.get("BFF_REDIS_PREFIX", "bff"),
+        **(extra or {}),  # --instances N: BFF_INSTANCE_URLS, BFF_ADMIN_URLS, BFF_FAULTPROXY_URL
     }
     return "".join(f"export {k}={v}\n" for k, v in exported.items())
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    running = [r.name for r in records() if alive(r) and r.name in ("bff", "sim")]
+    running = [r.name for r in records() if alive(r) and instances.is_service(r.name)]
     if running:
         say(f"already running ({', '.join(running)}); ./ops/stack down first")
         if ENV_FILE.exists():
@@ -187,10 +205,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 0 if args.detach else 1
     try:
         services = service_settings()
-        check_service_ports(services)
+        layout = instances.prepare(services, args.instances) if args.instances != 1 else None
+        check_ports(services, layout)
         env = resolve_dependencies(services)
         run_migrations(env)
-        start_services(env)
+        extra = start_services(env, layout)
     except StackError as exc:
         say(str(exc))
         _stop_all()
@@ -199,8 +218,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         say(f"start failed: {exc}")
         _stop_all()
         return 1
-    ENV_FILE.write_text(env_lines(env))
-    print(env_lines(env), end="")
+    ENV_FILE.write_text(env_lines(env, extra))
+    print(env_lines(env, extra), end="")
     if args.detach:
         say("running in the background; ./ops/stack down stops it")
         return 0
@@ -220,7 +239,7 @@ def _foreground() -> int:
     signal.signal(signal.SIGTERM, request_stop)
     code = 0
     while not stopping:
-        dead = [r.name for r in records() if r.name in ("bff", "sim") and not alive(r)]
+        dead = [r.name for r in records() if instances.is_service(r.name) and not alive(r)]
         if dead:
             say(f"{dead[0]} exited:\n{log_tail(dead[0])}")
             code = 1
@@ -255,7 +274,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         state = "running" if alive(record) else "dead"
         print(f"{record.name:10} pid {record.pid:<8} port {record.port:<6} {state}")
     if ENV_FILE.exists():
-        bff = next((r for r in found if r.name == "bff"), None)
+        bff = next((r for r in found if r.name in ("bff", "balancer")), None)
         if bff is not None:
             ok = _ready(f"http://127.0.0.1:{bff.port}/health/ready")
             print(f"bff ready: {'yes' if ok else 'no'}")
@@ -334,8 +353,12 @@ def _run_checks(env: dict[str, str], pytest_args: list[str]) -> int:
         ("ruff format", [str(bin_dir / "ruff"), "format", "--check", "."]),
         ("mypy --strict", [str(bin_dir / "mypy")]),
         ("import layers", [str(bin_dir / "lint-imports")]),
+        ("desktop types", [sys.executable, "-m", "ops.localstack", "types", "--check"]),
         ("pytest", [str(bin_dir / "pytest"), *_workers(pytest_args), *pytest_args]),
     ]
+    if not pytest_args:  # the whole run (CI): the image's install and start, and the drills
+        module = [sys.executable, "-m", "ops.localstack"]
+        steps += [("smoke image", [*module, "smoke-image"]), ("chaos drills", [*module, "drills"])]
     failed = []
     for name, argv in steps:
         say(f"running {name}")
@@ -353,6 +376,13 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="run the whole local system (foreground; --detach: background)")
     up.add_argument("--detach", action="store_true")
+    up.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N BFF processes behind a local nginx on PORT, with the dependency fault proxy",
+    )
     up.set_defaults(run=cmd_up)
     sub.add_parser("down", help="stop everything up started").set_defaults(run=cmd_down)
     sub.add_parser("status", help="what is running").set_defaults(run=cmd_status)
@@ -365,6 +395,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     test.add_argument("pytest_args", nargs=argparse.REMAINDER)
     test.set_defaults(run=cmd_test)
+    types.add_parser(sub)  # types [--check]: the desktop's TypeScript types
+    lockfiles.add_parser(sub)  # lock [--upgrade] [--check]: requirements/*.lock
+    smoke.add_parser(sub)  # smoke-image [--python P]: the image's install and start, no Docker
+    cidrills.add_parser(sub)  # drills: ./ops/chaos drill --ci on a throwaway 3-instance stack
     args = parser.parse_args(argv)
     LOGS.mkdir(parents=True, exist_ok=True)
     try:

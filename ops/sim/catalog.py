@@ -111,6 +111,36 @@ OPERATORS = (
     ),
 )
 
+FLEET_ROLES: tuple[tuple[str, Role], ...] = (
+    ("fd", "front_desk"),
+    ("hk", "housekeeping"),
+    ("mt", "maintenance"),
+    ("gm", "gm"),
+)
+
+
+def fleet_seeds(
+    count: int,
+) -> tuple[tuple[TenantSeed, ...], tuple[PropertySeed, ...], tuple[OperatorSeed, ...]]:
+    """``SIM_FLEET_TENANTS``: ``count`` more tenants for load tests (the fleet benchmark, #16),
+    each with one hotel ``prop-fleet-NNN`` and an operator per role (``fd.fleet``,
+    ``hk.fleet``, ``mt.fleet``, ``gm.fleet``: usernames are per tenant, like real ones)."""
+    tenants, properties, operators = [], [], []
+    for n in range(1, count + 1):
+        tid, pid = f"tnt-fleet-{n:03d}", f"prop-fleet-{n:03d}"
+        tenants.append(TenantSeed(tid, f"Fleet Hotels {n:03d}", "active", "en-GB"))
+        properties.append(
+            PropertySeed(pid, tid, f"Fleet Hotel {n:03d}", "UTC", "EUR", "NL", 5, 20, 1)
+        )
+        operators += [
+            OperatorSeed(
+                f"opr-{short}-fleet-{n:03d}", f"{short}.fleet", tid, f"Fleet {short}", role, (pid,)
+            )
+            for short, role in FLEET_ROLES
+        ]
+    return tuple(tenants), tuple(properties), tuple(operators)
+
+
 # (code, name, max occupancy, base nightly rate in major units, share of rooms)
 ROOM_TYPES = (
     ("STD", "Standard King", 2, 90, 0.40),

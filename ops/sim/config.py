@@ -23,6 +23,7 @@ class SimConfig:
     public_url: str = ""  # used for DPoP htu checks; else the request's Host header
     bus: str = "auto"  # SIM_BUS: "auto" (the BFF's bus factory if present), "record" (none)
     dpop_window_s: int = 60
+    fleet_tenants: int = 0  # SIM_FLEET_TENANTS: generated tenants for load tests (catalog)
 
 
 def load_config(env: Mapping[str, str] | None = None) -> SimConfig:
@@ -45,4 +46,5 @@ def load_config(env: Mapping[str, str] | None = None) -> SimConfig:
         public_url=get("SIM_PUBLIC_URL", "").rstrip("/"),
         bus=get("SIM_BUS", "auto"),
         dpop_window_s=int(get("SIM_DPOP_WINDOW_S", "60")),
+        fleet_tenants=int(get("SIM_FLEET_TENANTS", "0")),
     )

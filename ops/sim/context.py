@@ -38,7 +38,7 @@ class Sim:
 
     @classmethod
     def create(cls, config: SimConfig, events: EventSink) -> Sim:
-        return cls(config, build_world(config.seed), events)
+        return cls(config, build_world(config.seed, config.fleet_tenants), events)
 
     def reset(self) -> None:
         """Back to the freshly generated demo: data, faults, calls, events, iam sessions.
@@ -48,7 +48,7 @@ class Sim:
         """
         stale = any(p.anchor != p.today() for p in self.world.properties.values())
         if self.dirty or stale:
-            self.world = build_world(self.config.seed)
+            self.world = build_world(self.config.seed, self.config.fleet_tenants)
             self.dirty = False
         self.iam.reset()
         self.faults.clear()

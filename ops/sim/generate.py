@@ -106,24 +106,28 @@ SUGGESTION_TEMPLATES: tuple[tuple[SuggestionCategory, str, str], ...] = (
 )
 
 
-def build_world(seed: int) -> World:
-    """Build all tenants' data for today (each property's own local date).
+def build_world(seed: int, fleet_tenants: int = 0) -> World:
+    """Build all tenants' data for today (each property's own local date), plus
+    ``fleet_tenants`` generated ones (:func:`catalog.fleet_seeds`).
 
     Ids, names, statuses, dates and amounts depend only on the seed and the local dates;
     timestamps are placed relative to the current minute.
     """
     now = utc_now().replace(second=0, microsecond=0)
-    tenants = {t.id: _tenant(t) for t in catalog.TENANTS}
-    operators = {o.id: _operator(o) for o in catalog.OPERATORS}
-    preferences = {o.id: _default_preferences(o.id, now) for o in catalog.OPERATORS}
+    fleet = catalog.fleet_seeds(fleet_tenants)
+    all_tenants, all_properties = catalog.TENANTS + fleet[0], catalog.PROPERTIES + fleet[1]
+    all_operators = catalog.OPERATORS + fleet[2]
+    tenants = {t.id: _tenant(t, all_properties) for t in all_tenants}
+    operators = {o.id: _operator(o) for o in all_operators}
+    preferences = {o.id: _default_preferences(o.id, now) for o in all_operators}
     properties = {
-        p.id: build_property(seed, p, local_today(p.time_zone), now) for p in catalog.PROPERTIES
+        p.id: build_property(seed, p, local_today(p.time_zone), now) for p in all_properties
     }
     return World(seed, tenants, operators, preferences, properties)
 
 
-def _tenant(seed: catalog.TenantSeed) -> Tenant:
-    pids = [p.id for p in catalog.PROPERTIES if p.tenant_id == seed.id]
+def _tenant(seed: catalog.TenantSeed, properties: Iterable[catalog.PropertySeed]) -> Tenant:
+    pids = [p.id for p in properties if p.tenant_id == seed.id]
     status: TenantStatus = "suspended" if seed.status == "suspended" else "active"
     return Tenant(
         id=seed.id,

@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +32,7 @@ from edge.bus.relay import RELAY_LOCK
 from edge.settings import SettingsError, load_settings
 from edge.workers import (
     RestartBudget,
+    Supervisor,
     available_cpus,
     cgroup_cpu_quota,
     check_plan,
@@ -97,6 +100,26 @@ def test_the_restart_budget_counts_over_a_window_and_exit_statuses_read_like_a_s
     assert [budget.spend(0.0), budget.spend(1.0), budget.spend(2.0)] == [1, 2, None]
     assert budget.spend(60.5) == 2  # the first one left the window
     assert (exit_status(0), exit_status(1), exit_status(-signal.SIGKILL)) == (0, 1, 137)
+
+
+async def test_workers_still_starting_when_the_stop_comes_count_as_stopped_cleanly() -> None:
+    """SIGTERM can reach a worker before its handler is installed (Cloud Run may stop an
+    instance right after start): it dies of the signal the supervisor sent, which is the stop
+    that was asked for, so the instance still exits 0."""
+    bare = [sys.executable, "-c", "import time; time.sleep(60)"]  # no SIGTERM handler at all
+    supervisor = Supervisor(load_settings({"BFF_ADMIN_PORT": "0"}), 2, command=bare)
+    status: list[int] = []
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+
+            async def run() -> None:
+                status.append(await supervisor.run())
+
+            nursery.start_soon(run)
+            while len(supervisor._live) < 2:  # noqa: ASYNC110 - no event says "all started"
+                await trio.sleep(0.01)  # polling a condition under the deadline above
+            os.kill(os.getpid(), signal.SIGTERM)  # the supervisor's own signal receiver
+    assert status == [0]
 
 
 # --- two workers, one port ---------------------------------------------------------------------
@@ -260,6 +283,32 @@ def test_both_workers_serve_the_one_port_with_their_own_admin_endpoints(
     for worker in (0, 1):
         answer = httpx.get(f"http://127.0.0.1:{admin + worker}/admin/actors", timeout=5)
         assert answer.status_code == 200, answer.text
+
+
+def live_requests(url: str) -> float:
+    """``bff_http_requests_total`` of ``GET /health/live`` 200 in one scrape of ``/metrics``."""
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    wanted = 'method="GET",route="/health/live",status="200"'
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("bff_http_requests_total{") and wanted in line
+    )
+
+
+def test_a_scrape_of_either_worker_reports_the_whole_instance(instance: Instance) -> None:
+    """One scrape reaches one worker (SO_REUSEPORT picks it): each answers for both, counters
+    summed, so the instance's figures never depend on which worker was asked."""
+    before = live_requests(instance.url)
+    served = Counter(answering_worker(instance.url) for _ in range(40))
+    assert set(served) == {0, 1}, served  # both workers served some of them
+    # a request is counted just after its answer is sent: wait for the last one, then every
+    # scrape, whichever worker it reaches, must say the same
+    wait_until(lambda: live_requests(instance.url) == before + 40, 10, "the 40 counted")
+    totals = {live_requests(instance.url) for _ in range(8)}
+    assert totals == {before + 40}, (before, totals)
+    gauges = httpx.get(f"{instance.url}/metrics", timeout=5).text
+    assert "bff_http_in_flight " in gauges  # live gauges: summed over workers, no pid label
 
 
 def test_a_force_logout_reaches_a_stream_held_by_either_worker(instance: Instance) -> None:

@@ -152,3 +152,20 @@ def test_markdown_command_prints_the_table() -> None:
         check=True,
     )
     assert result.stdout == markdown_table()
+
+
+def test_a_variable_can_be_read_from_a_file_and_never_from_both(tmp_path: Path) -> None:
+    """Secrets mounted as files (Cloud Run Secret Manager volumes): ``<NAME>_FILE``."""
+    secret = tmp_path / "database-url"
+    secret.write_text("postgresql://bff:s3cret@10.0.0.5:5432/bff\n")
+    settings = load_settings({"BFF_DATABASE_URL_FILE": str(secret)})
+    assert settings.database_url == "postgresql://bff:s3cret@10.0.0.5:5432/bff"
+    both = {"BFF_DATABASE_URL_FILE": str(secret), "BFF_DATABASE_URL": "postgresql://x@y/z"}
+    with pytest.raises(SettingsError, match="both set"):
+        load_settings(both)
+    with pytest.raises(SettingsError, match=r"BFF_REDIS_CACHE_URL_FILE=.*cannot be read"):
+        load_settings({"BFF_REDIS_CACHE_URL_FILE": str(tmp_path / "missing")})
+    secret.write_text("mysql://nope")  # the file's value is checked like any other
+    with pytest.raises(SettingsError) as refused:
+        load_settings({"BFF_DATABASE_URL_FILE": str(secret)})
+    assert "BFF_DATABASE_URL" in str(refused.value)

@@ -1,0 +1,1 @@
+"""``./ops/bus``: the bus's dead letters (list, replay); see ``__main__``."""
