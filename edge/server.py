@@ -18,7 +18,6 @@ import signal
 import sys
 import warnings
 from functools import partial
-from typing import Any
 
 import trio
 import trio_asyncio
@@ -32,6 +31,7 @@ from edge.assembly import Services, assemble
 from edge.logs import configure_logging
 from edge.settings import Settings, SettingsError, load_settings, redact_url
 from edge.workers import check_plan, supervise, tag_logs, watch_supervisor, worker_count
+from ledger.database import contain_asyncio_errors
 
 log = logging.getLogger("bff.server")
 
@@ -86,30 +86,6 @@ async def serve_service(
     ):
         await _serve(settings, task_status)
     log.info("stopped")
-
-
-def contain_asyncio_errors(loop: Any) -> None:
-    """Log an orphaned asyncio error instead of letting trio-asyncio raise it into its loop.
-
-    trio-asyncio's default handler re-raises every "exception was never retrieved" into the
-    loop's nursery, which ends the process. Under overload asyncpg produces exactly those for
-    connections this process already gave up on (a pool release that outlived its deadline, then
-    ``terminate()``: "unexpected connection_lost() call"); the request that held the connection
-    was already answered. A worker must not die of that (the fleet benchmark saw both workers
-    restart at 50 tenants), so the error is logged with its context, as plain asyncio does.
-    """
-
-    def handle(_loop: Any, context: dict[str, Any]) -> None:
-        error = context.get("exception")
-        log.error(
-            "asyncio error outside any caller (contained)",
-            extra={
-                "detail": str(context.get("message", ""))[:300],
-                "error": f"{type(error).__name__}: {error}"[:300] if error else "",
-            },
-        )
-
-    loop.set_exception_handler(handle)
 
 
 async def _serve(settings: Settings, task_status: trio.TaskStatus[list[str]]) -> None:

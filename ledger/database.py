@@ -6,6 +6,7 @@ into asyncio for Postgres, so swapping the driver stays local.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeAlias
@@ -13,6 +14,8 @@ from typing import Any, TypeAlias
 import asyncpg
 import trio
 import trio_asyncio
+
+log = logging.getLogger("bff.ledger.database")
 
 
 class DatabaseUnavailable(Exception):
@@ -126,7 +129,15 @@ class Database:
             yield Connection(raw, limit)
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(limit) as release:
-                await trio_asyncio.aio_as_trio(self._pool.release)(raw)
+                try:
+                    await trio_asyncio.aio_as_trio(self._pool.release)(raw)
+                except Exception as exc:  # the caller's own outcome stands
+                    # asyncpg terminated the connection (a failed reset); the pool opens a new
+                    # one when needed
+                    log.warning(
+                        "postgres connection dropped on release",
+                        extra={"error": f"{type(exc).__name__}: {exc}"[:300]},
+                    )
             if release.cancelled_caught:
                 raw.terminate()
 
@@ -170,3 +181,30 @@ class Database:
                 await conn.fetchval("SELECT 1", timeout=timeout)
         except (trio.TooSlowError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
+def contain_asyncio_errors(loop: Any) -> None:
+    """Log an orphaned asyncio error instead of letting trio-asyncio raise it into its loop.
+
+    trio-asyncio's default handler re-raises everything reported to the loop's exception
+    handler into the loop's nursery, which ends the process. asyncpg reports there what it cannot
+    raise to a caller: under overload "unexpected connection_lost() call" for connections this
+    process already gave up on (a pool release that outlived its deadline, then ``terminate()``),
+    and a plain warning, "Resetting connection with an active transaction", when a cancellation
+    left one inside a transaction (it rolls back and carries on). Neither may end a worker (the
+    fleet benchmark saw both workers restart at 50 tenants; CI saw the retention loop die), so
+    they are logged with their context, as plain asyncio does. Call it right after
+    ``trio_asyncio.open_loop()``, before anything touches Postgres.
+    """
+
+    def handle(_loop: Any, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        log.error(
+            "asyncio error outside any caller (contained)",
+            extra={
+                "detail": str(context.get("message", ""))[:300],
+                "error": f"{type(error).__name__}: {error}"[:300] if error else "",
+            },
+        )
+
+    loop.set_exception_handler(handle)

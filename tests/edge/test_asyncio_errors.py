@@ -10,7 +10,7 @@ import pytest
 import trio
 import trio_asyncio
 
-from edge.server import contain_asyncio_errors
+from ledger.database import contain_asyncio_errors
 
 
 def _orphan(loop: trio_asyncio.TrioEventLoop) -> None:
@@ -25,7 +25,7 @@ def _orphan(loop: trio_asyncio.TrioEventLoop) -> None:
 async def test_an_orphaned_asyncio_error_is_logged_and_the_loop_lives_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="bff.server"):
+    with caplog.at_level(logging.ERROR, logger="bff.ledger.database"):
         async with trio_asyncio.open_loop() as loop:
             contain_asyncio_errors(loop)
             _orphan(loop)

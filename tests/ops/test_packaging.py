@@ -125,4 +125,7 @@ def test_the_checkout_installs_from_the_dev_lock() -> None:
     bootstrap = (ROOT / "ops" / "bootstrap.sh").read_text()
     assert 'pip install --require-hashes -r "$lock"' in bootstrap
     assert 'local lock="$ROOT/requirements/dev.lock"' in bootstrap
-    assert "./ops/stack smoke-image" in (ROOT / ".ci" / "run").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "./ops/stack test" in ci  # and the whole test run includes smoke-image:
+    checks = (ROOT / "ops" / "localstack" / "cli.py").read_text()
+    assert '("smoke image", [*module, "smoke-image"])' in checks

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edge.bus.pubsub import DEAD_LETTER_SUBSCRIPTION
 from ops.localstack import deps, procs
 from ops.localstack.deps import private_pg_dir
 from ops.localstack.procs import PortTaken
@@ -124,10 +125,11 @@ def _exported(text: str) -> dict[str, str]:
 
 
 def _instances(emulator: str) -> set[str]:
-    """The instance ids of the subscriptions on the emulator at ``emulator`` (host:port)."""
+    """The instance ids of the subscriptions on the emulator at ``emulator`` (host:port); the
+    one dead-letter subscription all instances share (``bff-backoffice.deadletter``) is none."""
     answer = httpx.get(f"http://{emulator}/v1/projects/bff-local/subscriptions")
     names = [s["name"].rsplit("/", 1)[1] for s in answer.json().get("subscriptions", [])]
-    return {name.split(".")[1] for name in names}
+    return {name.split(".")[1] for name in names if name != DEAD_LETTER_SUBSCRIPTION}
 
 
 def _running(pid: int) -> bool:

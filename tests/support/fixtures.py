@@ -14,7 +14,7 @@ import trio
 
 from edge.redis_tier import RedisTier
 from ledger.migrate import admin_sql, migrate
-from ledger.database import Database
+from ledger.database import Database, contain_asyncio_errors
 from tests.support.procs import ServiceProcess
 
 RUN_ID = uuid.uuid4().hex[:8]
@@ -93,8 +93,10 @@ def redis_prefix() -> Iterator[str]:
 
 @pytest.fixture
 async def aio_loop() -> AsyncIterator[object]:
-    """The trio-asyncio loop asyncpg and redis-py need, for in-process tests."""
+    """The trio-asyncio loop asyncpg and redis-py need, for in-process tests: set up as the
+    service sets up its own (asyncio errors no caller can receive are logged, not raised)."""
     async with trio_asyncio.open_loop() as loop:
+        contain_asyncio_errors(loop)
         yield loop
 
 
