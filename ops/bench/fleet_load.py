@@ -25,7 +25,6 @@ carries a fresh DPoP proof, signed before its clock starts.
 
 from __future__ import annotations
 
-import json
 import random
 import sys
 import time
@@ -40,6 +39,7 @@ import httpx
 import msgspec
 import trio
 
+from ops.bench.commands import answer_commands
 from ops.bench.fleet_model import (
     ACK,
     DASHBOARD,
@@ -497,31 +497,19 @@ class FleetLoad:
 async def serve(index: int) -> None:
     async with trio.open_nursery() as nursery:
         load = FleetLoad(index, nursery)
-        while True:
-            line = await trio.to_thread.run_sync(sys.stdin.readline)
-            if not line:
-                break
-            command = json.loads(line)
-            cmd = command.pop("cmd")
-            if cmd == "quit":
-                break
-            answer: dict[str, Any]
-            if cmd == "setup":
-                answer = await load.setup(**command)
-            elif cmd == "demo":
-                answer = await load.demo()
-            elif cmd == "open":
-                answer = await load.open()
-            elif cmd == "live":
-                answer = await LoadGenerator().run(
-                    "live", load.plan.bff_url, command["concurrency"], command["seconds"]
-                )
-            elif cmd == "run":
-                answer = await load.run(**command)
-            else:
-                answer = {"error": f"unknown command {cmd!r}"}
-            sys.stdout.write(json.dumps(answer) + "\n")
-            sys.stdout.flush()
+
+        async def live(concurrency: int, seconds: float) -> dict[str, Any]:
+            return await LoadGenerator().run("live", load.plan.bff_url, concurrency, seconds)
+
+        await answer_commands(
+            {
+                "setup": load.setup,
+                "demo": load.demo,
+                "open": load.open,
+                "live": live,
+                "run": load.run,
+            }
+        )
         nursery.cancel_scope.cancel()
 
 

@@ -30,10 +30,8 @@ Kinds: ``live`` (``GET /health/live``, also the floors'), ``heartbeat`` (group `
 
 from __future__ import annotations
 
-import json
 import random
 import resource
-import sys
 import time
 import uuid
 from collections import Counter, deque
@@ -47,6 +45,7 @@ import msgspec
 import trio
 
 from edge.auth.dpop import make_proof
+from ops.bench.commands import answer_commands
 from ops.bench.stack import percentiles
 from ops.sim.desktop import DemoDevice
 from ops.sim.outbox import Planner, read_demo
@@ -334,27 +333,14 @@ def cpu_s() -> float:
 
 async def serve() -> None:
     generator = LoadGenerator()
-    while True:
-        line = await trio.to_thread.run_sync(sys.stdin.readline)
-        if not line:
-            return
-        command = json.loads(line)
-        cmd = command.pop("cmd")
-        if cmd == "quit":
-            return
-        answer: dict[str, Any]
-        if cmd == "signin":
-            answer = await generator.signin(**command)
-        elif cmd == "demo":
-            answer = await generator.demo(**command)
-        elif cmd == "prepare":
-            answer = generator.prepare(**command)
-        elif cmd == "run":
-            answer = await generator.run(**command)
-        else:
-            answer = {"error": f"unknown command {cmd!r}"}
-        sys.stdout.write(json.dumps(answer) + "\n")
-        sys.stdout.flush()
+    await answer_commands(
+        {
+            "signin": generator.signin,
+            "demo": generator.demo,
+            "prepare": generator.prepare,
+            "run": generator.run,
+        }
+    )
 
 
 def main() -> None:

@@ -40,6 +40,7 @@ import msgspec
 import trio
 
 from edge.auth.dpop import make_proof
+from ops.bench.commands import answer_commands
 from ops.bench.heartbeat import APP_VERSION, Device, enroll, peak
 from ops.bench.stack import BenchStack
 
@@ -344,33 +345,17 @@ class Client:
 async def serve(stack: BenchStack) -> None:
     async with trio.open_nursery() as nursery:
         client = Client(stack, nursery)
-        while True:
-            line = await trio.to_thread.run_sync(sys.stdin.readline)
-            if not line:
-                break
-            command = json.loads(line)
-            cmd = command.pop("cmd")
-            if cmd == "quit":
-                break
-            answer: dict[str, Any]
-            if cmd == "signin":
-                answer = await client.signin(**command)
-            elif cmd == "heartbeat":
-                answer = await client.heartbeat(**command)
-            elif cmd == "open":
-                answer = await client.open(**command)
-            elif cmd == "stats":
-                answer = client.stats(**command)
-            elif cmd == "wait_all":
-                answer = await client.wait_all(**command)
-            elif cmd == "wait_one":
-                answer = await client.wait_one(**command)
-            elif cmd == "close":
-                answer = client.close(**command)
-            else:
-                answer = {"error": f"unknown command {cmd!r}"}
-            sys.stdout.write(json.dumps(answer) + "\n")
-            sys.stdout.flush()
+        await answer_commands(
+            {
+                "signin": client.signin,
+                "heartbeat": client.heartbeat,
+                "open": client.open,
+                "stats": client.stats,
+                "wait_all": client.wait_all,
+                "wait_one": client.wait_one,
+                "close": client.close,
+            }
+        )
         nursery.cancel_scope.cancel()
 
 
