@@ -269,19 +269,23 @@ def pricing_down(stack: Stack, ev: Evidence) -> None:
 @drill("F-11", "ai-orchestrator 5xx: AI widget grey, suggestions list degraded, no error")
 def ai_down(stack: Stack, ev: Evidence) -> None:
     widget_outage(stack, ev, "ai", "front_desk")
-    with settled(stack, ev) as desk, stack.upstream_fault("ai", "error"):
-        listed = desk.get(f"{BASE}/ai/suggestions?propertyId={PROPERTY}")
-        ev.check(listed.status_code == 200, f"GET /ai/suggestions {answer_of(listed)}")
-        ev.note(f"suggestions list degraded={listed.json().get('degraded')} (silent degrade)")
+    inbox_answers(stack, ev, "ai", "/ai/suggestions", "suggestions", "silent degrade")
 
 
 @drill("F-12", "notification-service 5xx: alert widget grey, the alert inbox still answers")
 def notification_down(stack: Stack, ev: Evidence) -> None:
     widget_outage(stack, ev, "notification", "front_desk")
-    with settled(stack, ev) as desk, stack.upstream_fault("notification", "error"):
-        listed = desk.get(f"{BASE}/alerts?propertyId={PROPERTY}")
-        ev.check(listed.status_code == 200, f"GET /alerts {answer_of(listed)}")
-        ev.note(f"alerts list degraded={listed.json().get('degraded')} (the inbox absorbs)")
+    inbox_answers(stack, ev, "notification", "/alerts", "alerts", "the inbox absorbs")
+
+
+def inbox_answers(
+    stack: Stack, ev: Evidence, upstream: str, path: str, what: str, why: str
+) -> None:
+    """An inbox list still answers 200 while its upstream fails."""
+    with settled(stack, ev) as desk, stack.upstream_fault(upstream, "error"):
+        listed = desk.get(f"{BASE}{path}?propertyId={PROPERTY}")
+        ev.check(listed.status_code == 200, f"GET {path} {answer_of(listed)}")
+        ev.note(f"{what} list degraded={listed.json().get('degraded')} ({why})")
 
 
 @drill("F-14", "analytics-service 5xx: the KPI tiles grey, the rest of the GM dashboard renders")
