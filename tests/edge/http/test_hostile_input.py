@@ -604,7 +604,18 @@ def _hostile_request(probe: Probe, desk: Desktop, bases: dict[str, str]) -> http
         headers[probe.header[0]] = probe.header[1]
     encoded = {k.encode(): v.strip().encode("latin-1") for k, v in headers.items()}
     url = httpx.URL(bases[probe.route.app] + path).copy_with(query=probe.query or None)
-    return desk.http.request(probe.route.method, url, content=probe.body, headers=encoded)
+    sent = desk.http.build_request(probe.route.method, url, content=probe.body, headers=encoded)
+    response = desk.http.send(sent, stream=True)
+    try:
+        if response.headers.get("content-type", "").startswith("text/event-stream"):
+            # An opened stream never ends by itself: its first frame is the answer.
+            first = next(response.iter_raw(), b"")
+            assert first.startswith(b"retry: "), (probe, first)
+            return httpx.Response(response.status_code, headers=response.headers, content=first)
+        response.read()
+        return response
+    finally:
+        response.close()
 
 
 def test_hostile_bytes_at_every_route_never_crash(

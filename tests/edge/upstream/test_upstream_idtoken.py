@@ -39,10 +39,11 @@ async def test_production_calls_carry_a_cached_id_token_per_audience(sim: SimHan
 
 
 async def test_an_expiring_token_is_fetched_again(sim: SimHandle) -> None:
-    sim.http.put("/_sim/metadata", json={"idTokenTtlS": 1}).raise_for_status()
+    # exp is whole seconds (as Google's): a 1 s token can be expired by the time it is read.
+    sim.http.put("/_sim/metadata", json={"idTokenTtlS": 2}).raise_for_status()
     async with clients_for(sim, **_production(sim)) as (u, metrics):
         await u.tenant.tenant(T)
-        with trio.fail_after(3):  # poll: the cached token is replaced before it expires
+        with trio.fail_after(6):  # poll: the cached token is replaced before it expires
             while sample(metrics, "bff_upstream_id_token_fetches_total", outcome="fetched") < 2:
                 await u.tenant.tenant(T)
                 await trio.sleep(0.05)
