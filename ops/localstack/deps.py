@@ -3,6 +3,7 @@ system's binaries (installing them with apt when running as root)."""
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import glob
 import hashlib
@@ -43,15 +44,23 @@ class MissingDependency(Exception):
     """A system package is missing and cannot be installed from here; the message says how."""
 
 
+APT_LOCK = Path(tempfile.gettempdir()) / "bff-stack-apt.lock"
+APT_LOCK_WAIT_S = 600
+
+
 def apt_install(*packages: str) -> None:
+    """Install ``packages`` with apt-get (root only). One install at a time on the machine:
+    parallel test workers and a second stack queue on a file lock (apt and dpkg would refuse
+    the second outright), and a queued install of what the first just installed is a no-op."""
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         raise MissingDependency(f"run: sudo apt-get install -y {' '.join(packages)}")
-    say(f"installing {' '.join(packages)} with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", *packages], check=True, env=env, capture_output=True
-    )
+    wait = ["-o", f"DPkg::Lock::Timeout={APT_LOCK_WAIT_S}"]  # and someone else's apt run
+    with open(APT_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        say(f"installing {' '.join(packages)} with apt-get")
+        for argv in (["update", "-qq"], ["install", "-y", "-qq", *packages]):
+            subprocess.run(["apt-get", *wait, *argv], check=True, env=env, capture_output=True)
 
 
 def host_port(url: str, default_port: int) -> tuple[str, int]:
