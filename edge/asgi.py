@@ -234,6 +234,7 @@ class RequestContext:
         # every call, which the hot path need not pay. Routes and methods are finite (the route
         # template, KNOWN_METHODS) and so are statuses, so this stays small.
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._first_byte_children: dict[tuple[str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -243,14 +244,18 @@ class RequestContext:
         scope[REQUEST_ID_KEY] = request_id
         started = time.perf_counter()
         status = 0
+        first_body = True
 
         async def tracking_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, first_body
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
+            elif first_body and message["type"] == "http.response.body":
+                first_body = False
+                self._first_byte(scope).observe(time.perf_counter() - started)
             await send(message)
 
         self.metrics.in_flight.inc()
@@ -265,10 +270,19 @@ class RequestContext:
             self.metrics.in_flight.dec()
             self._record(scope, request_id, status, time.perf_counter() - started)
 
+    def _first_byte(self, scope: Scope) -> Any:
+        """The first-byte histogram's child for this request's (method, route), bound once."""
+        counted, route = _labels(scope)
+        child = self._first_byte_children.get((counted, route))
+        if child is None:
+            child = self.metrics.first_byte.labels(counted, route)
+            if len(self._first_byte_children) < 10_000:
+                self._first_byte_children[(counted, route)] = child
+        return child
+
     def _record(self, scope: Scope, request_id: str, status: int, elapsed: float) -> None:
-        route = scope.get(ROUTE_KEY, "unmatched")
+        counted, route = _labels(scope)
         method = scope.get("method", "")
-        counted = method if method in KNOWN_METHODS else "OTHER"
         children = self._children.get((counted, route, status))
         if children is None:
             children = (
@@ -289,6 +303,12 @@ class RequestContext:
                 "latencyMs": round(elapsed * 1000, 2),
             },
         )
+
+
+def _labels(scope: Scope) -> tuple[str, str]:
+    """(method as counted, route template) of a request."""
+    method = scope.get("method", "")
+    return (method if method in KNOWN_METHODS else "OTHER"), scope.get(ROUTE_KEY, "unmatched")
 
 
 async def _send_internal_error(send: Send, request_id: str) -> None:

@@ -60,6 +60,7 @@ from edge.inbox.projection import RedisInboxes
 from edge.metrics import Metrics
 from edge.operator_preferences import OperatorPreferencesService
 from edge.preferences_cache import PreferencesCache
+from edge.process_stats import sample_resident_memory
 from edge.readiness import UNAVAILABLE, Probe, ReadinessBoard, ReasonLog
 from edge.redis_tier import RedisTier
 from edge.settings import Settings, redact_url
@@ -210,6 +211,7 @@ async def _start(
     await nursery.start(
         run_idempotency_cleanup, idempotency, metrics, settings.idempotency_cleanup_s
     )
+    nursery.start_soon(sample_resident_memory, metrics)
     if settings.admin_enabled:
         binds = await nursery.start(serve_admin, actors, settings.admin_port)
         log.info("admin server listening", extra={"binds": binds})

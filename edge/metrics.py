@@ -19,6 +19,17 @@ from ledger.instruments import LATENCY_BUCKETS, LedgerInstruments
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
+def _per_route(name: str, documentation: str, registry: CollectorRegistry) -> Histogram:
+    """A latency histogram by ``method`` and route template."""
+    return Histogram(
+        name,
+        f"{documentation}, by route",
+        ["method", "route"],
+        buckets=LATENCY_BUCKETS,
+        registry=registry,
+    )
+
+
 class Metrics:
     """Every metric the service exports, on one registry. The core packages own their
     instruments (``actors.instruments``, ``ledger.instruments``); the edge registers them here."""
@@ -32,12 +43,17 @@ class Metrics:
             ["method", "route", "status"],
             registry=r,
         )
-        self.latency = Histogram(
-            "bff_http_request_duration_seconds",
-            "HTTP request latency by route",
-            ["method", "route"],
-            buckets=LATENCY_BUCKETS,
+        self.latency = _per_route("bff_http_request_duration_seconds", "HTTP request latency", r)
+        self.first_byte = _per_route(
+            "bff_http_first_byte_seconds",
+            "From the request to the first byte of its response body (for a stream: its opening)",
+            r,
+        )
+        self.rss = Gauge(
+            "bff_process_resident_memory_bytes",
+            "Resident memory of each worker process, sampled every few seconds",
             registry=r,
+            multiprocess_mode="liveall",  # one series per live worker (pid label)
         )
         self.errors = Counter("bff_http_errors", "Error responses by code", ["code"], registry=r)
         self.dependency_up = Gauge(

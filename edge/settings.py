@@ -101,6 +101,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     pubsub_emulator_host: Annotated[
         str, Meta(description="`host:port` of the Pub/Sub emulator")
     ] = ""
+    pubsub_publish_host: Annotated[
+        str,
+        Meta(
+            pattern=r"^$|^[A-Za-z0-9.-]{1,253}:[0-9]{1,5}$",
+            description="`host:port` the publisher talks to when it is not where subscriptions "
+            "pull from: a locational endpoint (Pub/Sub's advice for ordered publishing, e.g. "
+            "`asia-south1-pubsub.googleapis.com:443`), or a second address of the emulator "
+            "(`./ops/stack up --instances` routes publishing through its own proxy route, so "
+            "the F-22 drill fails publishing alone); empty = the same as for pulling",
+        ),
+    ] = ""
     pubsub_project: Annotated[
         str, Meta(description="Google Cloud project of the topics and subscriptions")
     ] = "bff-local"

@@ -55,9 +55,11 @@ async def open_publisher(settings: Settings) -> AsyncIterator[Publisher]:
     if settings.bus_kind == "pubsub":
         from edge.bus.pubsub import PubSubPublisher
 
+        emulator = settings.pubsub_emulator_host
         publisher = PubSubPublisher(
             settings.pubsub_project,
-            emulator_host=settings.pubsub_emulator_host,
+            emulator_host=(settings.pubsub_publish_host or emulator) if emulator else "",
+            endpoint="" if emulator else settings.pubsub_publish_host,
             timeout=settings.bus_publish_timeout_s,
             create_topics=_creates_topics(settings),
         )

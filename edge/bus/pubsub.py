@@ -70,8 +70,12 @@ def _grpc_channel(host: str) -> Any:
     return grpc.insecure_channel(host, options=options)
 
 
-def make_publisher_client(emulator_host: str, timeout: float, ordering: bool = True) -> Any:
-    """A publisher client with bounded retries (so a dead broker fails a publish in time)."""
+def make_publisher_client(
+    emulator_host: str, timeout: float, ordering: bool = True, endpoint: str = ""
+) -> Any:
+    """A publisher client with bounded retries (so a dead broker fails a publish in time),
+    talking to the emulator at ``emulator_host``, else to ``endpoint`` (a locational endpoint),
+    else to the global one."""
     options = pubsub_v1.types.PublisherOptions(
         enable_message_ordering=ordering,
         retry=Retry(initial=0.1, maximum=min(2.0, timeout), multiplier=2.0, timeout=timeout),
@@ -83,6 +87,8 @@ def make_publisher_client(emulator_host: str, timeout: float, ordering: bool = T
         from google.pubsub_v1.services.publisher.transports.grpc import PublisherGrpcTransport
 
         kwargs["transport"] = PublisherGrpcTransport(channel=_grpc_channel(emulator_host))
+    elif endpoint:
+        kwargs["client_options"] = {"api_endpoint": endpoint}
     return pubsub_v1.PublisherClient(batch_settings=batch, publisher_options=options, **kwargs)
 
 
@@ -125,11 +131,13 @@ class PubSubPublisher:
         project: str,
         *,
         emulator_host: str = "",
+        endpoint: str = "",
         timeout: float = 10.0,
         create_topics: bool = False,
     ) -> None:
         self._project = project
         self._emulator = emulator_host
+        self._endpoint = endpoint
         self._timeout = timeout
         self._create_topics = create_topics
         self._client: Any = None
@@ -137,7 +145,7 @@ class PubSubPublisher:
 
     async def open(self) -> None:
         self._client = await trio.to_thread.run_sync(
-            make_publisher_client, self._emulator, self._timeout
+            make_publisher_client, self._emulator, self._timeout, True, self._endpoint
         )
 
     async def close(self) -> None:

@@ -36,7 +36,7 @@ from ops.sim.desktop import DemoDevice
 DASHBOARD = "/bff/backoffice/v1/dashboard"
 ProxyMode = Literal["pass", "down", "hang"]
 # Dependency names the fault proxy of ``./ops/stack up --instances N`` sits in front of.
-DEPENDENCIES = ("redis-cache", "redis-session", "postgres", "pubsub")
+DEPENDENCIES = ("redis-cache", "redis-session", "postgres", "pubsub", "pubsub-publish")
 
 
 class DrillFailed(Exception):

@@ -12,6 +12,7 @@ held for a while (a failover's seconds, the soak) is the scenario itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -304,12 +305,16 @@ def _no_actor_crash(stack: Stack, ev: Evidence, restarts: float, escalations: fl
     "F-21", "outbox backlog: the bus black-holed, rows wait in the ledger, drain to 0, none lost"
 )
 def outbox_backlog(stack: Stack, ev: Evidence) -> None:
-    _bus_outage(stack, ev, "hang")
+    _bus_outage(stack, ev, "hang", ("pubsub", "pubsub-publish"))
 
 
 @drill("F-22", "Pub/Sub publish 100% failure: failures counted, outbox queues, recovers")
 def publish_failure(stack: Stack, ev: Evidence) -> None:
-    _bus_outage(stack, ev, "down")
+    # Publishing alone fails, as with a revoked publisher role or an exhausted quota; the
+    # streaming pulls are untouched. (Cutting their connections would also trip the emulator:
+    # it never forgets a pull whose connection died — a NoSuchMethodError in its gRPC server —
+    # and keeps sending the ordering keys it gave that pull down it, for good.)
+    _bus_outage(stack, ev, "down", ("pubsub-publish",))
 
 
 def _relay(stack: Stack) -> tuple[int, int]:
@@ -318,13 +323,13 @@ def _relay(stack: Stack) -> tuple[int, int]:
     return report.head, report.relay.get("bus", 0)
 
 
-def _bus_outage(stack: Stack, ev: Evidence, mode: ProxyMode) -> None:
+def _bus_outage(stack: Stack, ev: Evidence, mode: ProxyMode, names: tuple[str, ...]) -> None:
     if stack.faults_url is None:
         ev.fail("no fault proxy: start the stack with ./ops/stack up --instances N")
     routes = httpx.get(f"{stack.faults_url}/proxies", timeout=10.0).json()
     ev.check(
-        routes.get("pubsub", {}).get("connections", 0) > 0,
-        "the BFF reaches Pub/Sub through the proxy (not the embedded bus)",
+        set(names) <= set(routes) and routes["pubsub"]["connections"] > 0,
+        f"the BFF reaches Pub/Sub through the proxy's {', '.join(names)} (not the embedded bus)",
     )
     wait_until("the relay caught up before", lambda: _caught_up(stack), DRAIN_S, ev)
     head, cursor = _relay(stack)
@@ -332,7 +337,9 @@ def _bus_outage(stack: Stack, ev: Evidence, mode: ProxyMode) -> None:
     ev.note(f"before: ledger head {head}, relay cursor {cursor}")
     desks: list[DrillDesktop] = []
     try:
-        with stack.dependency("pubsub", mode):
+        with contextlib.ExitStack() as outage:
+            for name in names:
+                outage.enter_context(stack.dependency(name, mode))
             desks = [stack.desktop() for _ in range(4)]  # each opens a session: ledger rows
             answers = [outcome(heartbeat(desk)) for desk in desks]
             ev.check(
@@ -407,8 +414,7 @@ def _bus_consumes_again(stack: Stack, ev: Evidence) -> None:
         got = [f"{a - b:.0f}/{wanted}" for a, b in zip(now, consumed, strict=True)]
         ev.note(
             f"probes consumed per process: {', '.join(got)}; publishing recovered, consuming"
-            " not: a message the broker sent down a stream that died waits for the stream's"
-            " ack deadline (60 s by default) before it is delivered again"
+            " not: see the subscriber's log and `bff_bus_consumed_events_total`"
         )
         raise
     if took > 10:
@@ -571,7 +577,10 @@ def _follow(
 # -- F-37 ------------------------------------------------------------------------------------
 
 SOAK_S = float(os.environ.get("BFF_DRILL_SOAK_S", "40"))
-SOAK_DESKS = 4
+SOAK_DESKS = 16
+# Each desktop at most one request per round: 8/s, under the per-device limit (600/min), as a
+# real desktop stays; the load comes from the number of desktops.
+SOAK_ROUND_S = 0.125
 GROWTH_LIMIT = 0.10
 
 
@@ -587,7 +596,7 @@ def memory_soak(stack: Stack, ev: Evidence) -> None:
         return heartbeat(desk) if next(turn) % 2 else dashboard(desk)
 
     try:
-        with Traffic(desks, mixed) as traffic:
+        with Traffic(desks, mixed, round_s=SOAK_ROUND_S) as traffic:
             traffic.phase = "soak"
             stop = time.monotonic() + SOAK_S
             while time.monotonic() < stop:

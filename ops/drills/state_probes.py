@@ -88,8 +88,15 @@ class Traffic:
     what each phase got: a transport error is counted by its type, never raised.
     """
 
-    def __init__(self, desks: list[DrillDesktop], call: Callable[[DrillDesktop], httpx.Response]):
+    def __init__(
+        self,
+        desks: list[DrillDesktop],
+        call: Callable[[DrillDesktop], httpx.Response],
+        *,
+        round_s: float = 0.0,
+    ):
         self.phase = "before"
+        self._round_s = round_s  # a round over every desk takes at least this: a paced desktop
         self.answers: dict[str, Counter[str]] = {}
         self.latencies: dict[str, list[float]] = {}
         self._desks = desks
@@ -117,6 +124,7 @@ class Traffic:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            round_ends = time.monotonic() + self._round_s
             for desk in self._desks:
                 phase, start = self.phase, time.monotonic()
                 try:
@@ -125,6 +133,7 @@ class Traffic:
                     answer = type(exc).__name__
                 self.answers.setdefault(phase, Counter())[answer] += 1
                 self.latencies.setdefault(phase, []).append(time.monotonic() - start)
+            self._stop.wait(max(0.0, round_ends - time.monotonic()))
 
 
 # -- each process's view --------------------------------------------------------------------

@@ -209,7 +209,9 @@ def dependency_routes(env: Mapping[str, str]) -> list[Route]:
     emulator = env.get("PUBSUB_EMULATOR_HOST", "")
     if env.get("BFF_BUS") == "pubsub" and emulator:
         host, _, port = emulator.rpartition(":")
-        targets["pubsub"] = (host or "127.0.0.1", int(port))
+        # Pulling and publishing on separate routes: F-22 fails publishing alone (and the
+        # emulator never forgets a streaming pull whose connection was cut: see the drill).
+        targets["pubsub"] = targets["pubsub-publish"] = (host or "127.0.0.1", int(port))
     return [Route(name, free_port(), host, port) for name, (host, port) in targets.items()]
 
 
@@ -224,6 +226,7 @@ def proxied(env: Mapping[str, str], routes: list[Route]) -> dict[str, str]:
     }
     if "pubsub" in by_name:
         settings["PUBSUB_EMULATOR_HOST"] = f"127.0.0.1:{by_name['pubsub']}"
+        settings["BFF_PUBSUB_PUBLISH_HOST"] = f"127.0.0.1:{by_name['pubsub-publish']}"
     return settings
 
 

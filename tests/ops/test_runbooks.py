@@ -44,12 +44,9 @@ INDEX_ROW = re.compile(r"^\| (F-\d+) \|[^|]*\| \[`([^`]+)`\]\(([^)]+)\) \|([^|]*
 # them; each is described where it is used, in ops/deploy/alerts/*.yaml).
 PROPOSED = frozenset(
     {
-        "bff_http_first_byte_seconds",  # SLO /dashboard first byte < 200 ms
-        "bff_http_first_byte_seconds_bucket",
         "bff_synthetic_dpop_replay_accepted_total",  # F-28: the synthetic replay prober's
         "bff_force_logout_seconds",  # F-31: force-logout end to end
         "bff_force_logout_seconds_bucket",
-        "bff_process_resident_memory_bytes",  # F-37: RSS per worker
     }
 )
 

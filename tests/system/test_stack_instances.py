@@ -61,7 +61,7 @@ def test_the_fault_proxy_gets_a_route_per_dependency_and_urls_keep_their_parts()
         "PUBSUB_EMULATOR_HOST": "127.0.0.1:8085",
     }
     routes = {r.name: r for r in instances.dependency_routes(env)}
-    assert set(routes) == {"redis-cache", "redis-session", "postgres", "pubsub"}
+    assert set(routes) == {"redis-cache", "redis-session", "postgres", "pubsub", "pubsub-publish"}
     assert (routes["redis-session"].target_host, routes["redis-session"].target_port) == (
         "127.0.0.1",
         6380,
@@ -72,6 +72,8 @@ def test_the_fault_proxy_gets_a_route_per_dependency_and_urls_keep_their_parts()
     assert via["BFF_REDIS_SESSION_URL"] == f"redis://:secret@127.0.0.1:{port}/0"
     assert via["BFF_DATABASE_URL"].endswith(f":{routes['postgres'].listen_port}/bff_x")
     assert via["PUBSUB_EMULATOR_HOST"] == f"127.0.0.1:{routes['pubsub'].listen_port}"
+    assert via["BFF_PUBSUB_PUBLISH_HOST"] == f"127.0.0.1:{routes['pubsub-publish'].listen_port}"
+    assert routes["pubsub-publish"].target_port == routes["pubsub"].target_port == 8085
     embedded = {**env, "BFF_BUS": "embedded"}
     assert "pubsub" not in {r.name for r in instances.dependency_routes(embedded)}
 

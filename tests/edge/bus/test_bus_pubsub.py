@@ -15,6 +15,7 @@ import pytest
 import trio
 
 from actors.ports import InboundEvent
+from edge.bus import open_publisher
 from edge.bus.codec import LedgerEnvelope
 from edge.bus.port import BusMessage, BusUnavailable, Publisher
 from edge.bus.pubsub import (
@@ -25,9 +26,11 @@ from edge.bus.pubsub import (
 )
 from edge.bus.relay import Relay
 from edge.bus.subscriber import Subscriber
+from edge.settings import load_settings
 from ledger.appendlog import Ledger
 from ledger.database import Database
 from ledger.model import NewEvent
+from tests.support.procs import SilentServer
 from tests.support.pubsub import PubSubEmulator
 
 PROJECT = "bff-test"
@@ -304,3 +307,25 @@ async def test_relay_survives_emulator_stop_start_without_loss_or_reordering(
     for stream in streams:
         versions = [e.version for e in first_seen if e.stream == stream]
         assert versions == list(range(1, 13)), stream
+
+
+async def test_the_publisher_talks_to_its_own_host_when_one_is_set(
+    emulator: PubSubEmulator,
+) -> None:
+    """``BFF_PUBSUB_PUBLISH_HOST``: publishing goes there (here a port nobody listens on: the
+    publish fails in its deadline), pulling stays on ``PUBSUB_EMULATOR_HOST``."""
+    env = {
+        "PUBSUB_EMULATOR_HOST": emulator.host,
+        "BFF_BUS": "pubsub",
+        "BFF_PUBSUB_PROJECT": PROJECT,
+        "BFF_BUS_PUBLISH_TIMEOUT_S": "1",
+    }
+    with SilentServer() as silent:
+        hung = load_settings({**env, "BFF_PUBSUB_PUBLISH_HOST": f"127.0.0.1:{silent.port}"})
+        async with open_publisher(hung) as pub:
+            with trio.fail_after(10), pytest.raises(BusUnavailable):
+                await pub.publish([revoked("tnt-a", key="k")])
+        assert silent.accepted, "the publisher never connected to its own host"
+    same = load_settings({**env, "BFF_PUBSUB_PUBLISH_HOST": emulator.host})
+    async with open_publisher(same) as pub:
+        await pub.publish([revoked("tnt-a", key="k")])
