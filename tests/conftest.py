@@ -9,4 +9,9 @@ Tests are grouped by what they prove: ``actors/`` (the actor runtime and kinds),
 # trio_asyncio patches asyncio's loop lookup at import time: import it first.
 import trio_asyncio  # noqa: F401
 
-pytest_plugins = ["tests.support.fixtures", "tests.support.sim", "tests.support.pubsub"]
+pytest_plugins = [
+    "tests.support.fixtures",
+    "tests.support.sim",
+    "tests.support.pubsub",
+    "tests.support.stack",
+]

@@ -19,6 +19,7 @@ from ops.localstack.procs import PortTaken
 from tests.support.fixtures import PG_ADMIN_URL, REDIS_URL
 from tests.support.procs import ROOT, free_port, port_open, wait_until
 from tests.support.pubsub import require_emulator
+from tests.support.stack import clean_env, exported, run_stack
 
 
 def _states(status: str) -> dict[str, tuple[int, str]]:
@@ -70,8 +71,8 @@ def test_up_detach_then_down(tmp_path: Path, database_url: str, redis_prefix: st
         states = _states(status.stdout)
         assert states["bff"][1] == "running" and states["sim"][1] == "running", status.stdout
         assert "bff ready: yes" in status.stdout.splitlines()
-        exported = _stack(["env"], env).stdout.splitlines()
-        assert f"export SIM_URL=http://127.0.0.1:{ports['SIM']}" in exported
+        lines = _stack(["env"], env).stdout.splitlines()
+        assert f"export SIM_URL=http://127.0.0.1:{ports['SIM']}" in lines
         # status reports what is running now, not what was started: kill the BFF (ours)
         os.kill(states["bff"][0], signal.SIGKILL)
         wait_until(lambda: not port_open(ports["PORT"]), 10, "the killed BFF's port to close")
@@ -91,8 +92,6 @@ def test_up_detach_then_down(tmp_path: Path, database_url: str, redis_prefix: st
 _NOT_COPIED = shutil.ignore_patterns(
     ".git", ".venv", ".state", "__pycache__", "*.egg-info", ".*_cache", ".hypothesis", "build"
 )
-# Settings a developer's shell may hold that would leak into the stacks under test.
-_STACK_VARS = ("PORT", "SIM_URL", "BFF_URL", "BFF_ADMIN_URL", "PUBSUB_EMULATOR_HOST", "ROOT")
 
 
 def _checkout(target: Path) -> Path:
@@ -102,26 +101,8 @@ def _checkout(target: Path) -> Path:
     return target
 
 
-def _clean_env() -> dict[str, str]:
-    return {
-        k: v for k, v in os.environ.items() if not k.startswith("BFF_") and k not in _STACK_VARS
-    }
-
-
 def _run(checkout: Path, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(checkout / "ops" / "stack"), *args],
-        env={**_clean_env(), **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=checkout,
-    )
-
-
-def _exported(text: str) -> dict[str, str]:
-    pairs = (line.removeprefix("export ").split("=", 1) for line in text.splitlines())
-    return {p[0]: p[1] for p in pairs if len(p) == 2}
+    return run_stack(args, env, checkout=checkout, timeout=120)
 
 
 def _instances(emulator: str) -> set[str]:
@@ -171,7 +152,7 @@ def test_two_stacks_side_by_side_share_nothing(tmp_path: Path, redis_prefix: str
     # copies' bootstrap never reinstalls the project from a copy.
     subprocess.run(
         ["bash", "-c", "source ops/bootstrap.sh && ensure_venv"],
-        env={**_clean_env(), "ROOT": str(ROOT)},
+        env={**clean_env(), "ROOT": str(ROOT)},
         cwd=ROOT,
         check=True,
         timeout=600,
@@ -187,7 +168,7 @@ def test_two_stacks_side_by_side_share_nothing(tmp_path: Path, redis_prefix: str
     try:
         up_a = _run(first, ["up", "--detach"], a)
         assert up_a.returncode == 0, up_a.stdout + up_a.stderr
-        env_a = _exported(up_a.stdout)
+        env_a = exported(up_a.stdout)
         private_redis = f"redis://127.0.0.1:{a['BFF_PRIVATE_REDIS_PORT']}/0"
         assert env_a["BFF_REDIS_SESSION_URL"] == private_redis, up_a.stdout
         assert env_a["BFF_REDIS_CACHE_URL"] == private_redis, "the cache tier left the session's"
@@ -209,7 +190,7 @@ def test_two_stacks_side_by_side_share_nothing(tmp_path: Path, redis_prefix: str
 
         up_b = _run(second, ["up", "--detach"], b)
         assert up_b.returncode == 0, up_b.stdout + up_b.stderr
-        env_b = _exported(up_b.stdout)
+        env_b = exported(up_b.stdout)
         assert env_b["BFF_REDIS_CACHE_URL"] == env_b["BFF_REDIS_SESSION_URL"] == REDIS_URL
         assert f"using Redis at {REDIS_URL.split('://')[1]}" in up_b.stdout, up_b.stdout
 
@@ -219,8 +200,8 @@ def test_two_stacks_side_by_side_share_nothing(tmp_path: Path, redis_prefix: str
         assert set(states_b) == {"bff", "sim", "pubsub", "postgres"}, states_b
         assert all(s == "running" for _, s in [*states_a.values(), *states_b.values()])
         assert not {p for p, _ in states_a.values()} & {p for p, _ in states_b.values()}
-        for env, exported in ((a, env_a), (b, env_b)):
-            assert exported["PUBSUB_EMULATOR_HOST"] == env["PUBSUB_EMULATOR_HOST"]
+        for env, answer in ((a, env_a), (b, env_b)):
+            assert answer["PUBSUB_EMULATOR_HOST"] == env["PUBSUB_EMULATOR_HOST"]
             bff = f"http://127.0.0.1:{env['PORT']}"
             assert httpx.get(f"{bff}/health/ready").status_code == 200
         # Each BFF names its subscriptions with an id of its own, on its own emulator (one
@@ -297,7 +278,7 @@ def test_first_install_prints_one_line(tmp_path: Path, status: int) -> None:
     python.parent.mkdir(parents=True)
     python.write_text(_FAKE_PIP)
     python.chmod(0o755)
-    env = {**_clean_env(), "ROOT": str(tmp_path), "FAKE_PIP_STATUS": str(status)}
+    env = {**clean_env(), "ROOT": str(tmp_path), "FAKE_PIP_STATUS": str(status)}
     done = subprocess.run(
         ["bash", "-c", 'source "$1" && ensure_venv', "-", str(ROOT / "ops" / "bootstrap.sh")],
         env=env,

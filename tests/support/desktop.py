@@ -23,10 +23,13 @@ class Desktop:
         *,
         device: DemoDevice | None = None,
         sign_in: bool = True,
+        public_url: str | None = None,
     ) -> None:
         """``sign_in=False`` with a signed-in ``device``: the same session, e.g. on another
-        instance."""
+        instance. ``public_url``: the URL proofs name (``htu``) when requests go straight to
+        one instance behind a balancer (the service checks ``htu`` against its public URL)."""
         self.bff_url = bff_url.rstrip("/")
+        self.public_url = (public_url or bff_url).rstrip("/")
         self.device = device or DemoDevice(sim_url, tenant)
         if not self.device.device_id:
             self.device.enroll()
@@ -46,7 +49,7 @@ class Desktop:
     def headers(self, method: str, path: str, **extra: str) -> dict[str, str]:
         """Auth headers for ``method path`` (path without the query string), with the
         ``X-App-Version`` every call needs."""
-        headers = self.device.auth_headers(method, self.bff_url + path)
+        headers = self.device.auth_headers(method, self.public_url + path)
         headers.update(extra)
         return headers
 

@@ -19,13 +19,12 @@ from tests.support.procs import ServiceProcess
 TEST_ENV = {"SIM_LATENCY": "0", "SIM_BUS": "record"}
 
 
-class SimHandle:
-    """Control API of one simulator process (``/_sim/*``) plus plain HTTP helpers."""
+class SimClient:
+    """Control API of a simulator at ``url`` (``/_sim/*``) plus plain HTTP helpers."""
 
-    def __init__(self, proc: ServiceProcess) -> None:
-        self.proc = proc
-        self.url = proc.url
-        self.http = httpx.Client(base_url=proc.url, timeout=10.0)
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = httpx.Client(base_url=url, timeout=10.0)
 
     def close(self) -> None:
         self.http.close()
@@ -81,6 +80,14 @@ class SimHandle:
         if enroll:
             device.enroll()
         return device
+
+
+class SimHandle(SimClient):
+    """A simulator process this test session started, and its control API."""
+
+    def __init__(self, proc: ServiceProcess) -> None:
+        super().__init__(proc.url)
+        self.proc = proc
 
 
 @pytest.fixture(scope="session")

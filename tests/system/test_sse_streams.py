@@ -1,5 +1,7 @@
 """The device's one live stream over real processes: two BFF instances sharing Redis, Postgres
 and the bus, the simulator publishing domain events, desktops reading ``text/event-stream``.
+Tests across instances run on ``./ops/stack up --instances 2`` (tests/support/stack.py); the
+ones about one instance (or that signal a process) on a pair this module starts itself.
 
 Negative checks ("not to that device") are made deterministic by ordering: after the event a
 device must not see, one it must see is published; its next event has to be that one.
@@ -12,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
 import pytest
@@ -23,8 +25,9 @@ from tests.support.fixtures import REDIS_URL, ServiceFactory
 from tests.support.ledger import ledger_subjects
 from tests.support.procs import PrivateRedis, ServiceProcess, wait_until
 from tests.support.pubsub import Bus
-from tests.support.sim import SimHandle
+from tests.support.sim import SimClient, SimHandle
 from tests.support.sse import SseReader
+from tests.support.stack import StackFactory, StackInstance
 
 T, P1, P2 = "tnt-demo", "prop-demo-1", "prop-demo-2"
 TOPICS = ("melmastoon.iam", "melmastoon.alert", "melmastoon.ai")
@@ -53,41 +56,57 @@ def order(event_id: str | None) -> tuple[int, int]:
     return int(ms), int(seq)
 
 
-def publish(sim: SimHandle, subject: str, data: dict[str, Any]) -> None:
+def publish(sim: SimClient, subject: str, data: dict[str, Any]) -> None:
     sim.post("/_sim/events", json={"subject": subject, "data": data})
 
 
-def raise_alert(sim: SimHandle, property_id: str = P1, tenant: str = T, **extra: Any) -> str:
+def raise_alert(sim: SimClient, property_id: str = P1, tenant: str = T, **extra: Any) -> str:
     data = alert(property_id, tenant, **extra)
     publish(sim, "melmastoon.alert.raised.v1", data)
     return str(data["alertId"])
 
 
-def revoke(sim: SimHandle, desk: Desktop) -> None:
+def revoke(sim: SimClient, desk: Desktop) -> None:
     sim.post(f"/_sim/iam/sessions/{desk.session_id}/revoke", json={"reason": "security"})
 
 
-class Pair:
+class Instance(Protocol):
+    url: str
+
+
+InstanceT = TypeVar("InstanceT", bound=Instance)
+
+
+class Pair(Generic[InstanceT]):
     """Two instances on one bus, and the simulator publishing on it."""
 
-    def __init__(self, sim: SimHandle, first: ServiceProcess, second: ServiceProcess) -> None:
+    def __init__(
+        self, sim: SimClient, first: InstanceT, second: InstanceT, public: str | None = None
+    ) -> None:
         self.sim = sim
         self.first = first
         self.second = second
+        self.public = public  # behind a balancer: the URL proofs name
 
     def desk(self, username: str = "fd.demo", tenant: str = T, at: str = "first") -> Desktop:
         bff = self.first if at == "first" else self.second
-        return Desktop(bff.url, self.sim.url, username, tenant)
+        return Desktop(bff.url, self.sim.url, username, tenant, public_url=self.public)
 
     def on(self, desk: Desktop, at: str) -> Desktop:
         """The same device, in the same session, talking to the other instance."""
         bff = self.first if at == "first" else self.second
-        return Desktop(bff.url, self.sim.url, device=desk.device, sign_in=False)
+        return Desktop(
+            bff.url, self.sim.url, device=desk.device, sign_in=False, public_url=self.public
+        )
+
+
+ProcPair = Pair[ServiceProcess]  # processes this module starts
+StackPair = Pair[StackInstance]  # ./ops/stack up --instances 2
 
 
 def start_pair(
     start_bff: ServiceFactory, start_sim: Callable[..., SimHandle], bus: Bus, **env: str
-) -> Pair:
+) -> ProcPair:
     sim = start_sim(
         SIM_BUS="auto", BFF_REDIS_PREFIX=bus.prefix, BFF_REDIS_SESSION_URL=REDIS_URL, **bus.env
     )
@@ -102,14 +121,29 @@ def start_pair(
     return Pair(sim, procs[0], procs[1])
 
 
+def stack_pair(start_stack: StackFactory, bus: Bus, **env: str) -> StackPair:
+    """The two instances of ``./ops/stack up --instances 2`` on ``bus``, each subscribed."""
+    stack = start_stack(2, **FAST, **bus.env, **env)
+    for ident in stack.ids:
+        for topic in TOPICS:
+            bus.wait_subscribed(ident, topic)
+    first, second = stack.processes
+    return Pair(SimClient(stack.sim), first, second, public=stack.lb)
+
+
 @pytest.fixture
 def embedded(redis_prefix: str) -> Bus:
     return Bus("embedded", redis_prefix, env={"BFF_BUS": "embedded", "PUBSUB_EMULATOR_HOST": ""})
 
 
 @pytest.fixture
-def pair(start_bff: ServiceFactory, start_sim: Callable[..., SimHandle], embedded: Bus) -> Pair:
+def pair(start_bff: ServiceFactory, start_sim: Callable[..., SimHandle], embedded: Bus) -> ProcPair:
     return start_pair(start_bff, start_sim, embedded)
+
+
+@pytest.fixture
+def stacked(start_stack: StackFactory, embedded: Bus) -> StackPair:
+    return stack_pair(start_stack, embedded)
 
 
 def feed_length(prefix: str, desk: Desktop) -> int:
@@ -123,7 +157,9 @@ def feed_length(prefix: str, desk: Desktop) -> int:
 # --- one instance ------------------------------------------------------------------------------
 
 
-def test_stream_shows_keepalives_an_alert_and_ends_on_force_logout(pair: Pair) -> None:
+def test_stream_shows_keepalives_an_alert_and_ends_on_force_logout(
+    pair: ProcPair,
+) -> None:
     desk = pair.desk()
     with SseReader(desk, f"?propertyId={P1}", channels=None) as stream:
         assert stream.response.headers["content-type"].startswith("text/event-stream")
@@ -147,7 +183,7 @@ def test_stream_shows_keepalives_an_alert_and_ends_on_force_logout(pair: Pair) -
         assert stream.rest() == []  # and the server closed the stream
 
 
-def test_bad_stream_requests_are_refused_with_the_field_named(pair: Pair) -> None:
+def test_bad_stream_requests_are_refused_with_the_field_named(pair: ProcPair) -> None:
     desk = pair.desk()
     bad = SseReader(desk, "?channels=ai,weather", expect=400)
     assert b"channels" in bad.body and b"VALIDATION_FAILED" in bad.body
@@ -179,9 +215,9 @@ def test_a_device_opening_streams_in_a_loop_is_throttled_and_holds_one(
 
 @pytest.mark.parametrize("bus", ["embedded", "pubsub"], indirect=True)
 def test_force_logout_reaches_a_device_streaming_from_the_other_instance(
-    start_bff: ServiceFactory, start_sim: Callable[..., SimHandle], bus: Bus
+    start_stack: StackFactory, bus: Bus
 ) -> None:
-    pair = start_pair(start_bff, start_sim, bus)
+    pair = stack_pair(start_stack, bus)
     desk = pair.desk(at="first")
     assert desk.get("/bff/backoffice/v1/_test/whoami").status_code == 200
     with SseReader(pair.on(desk, "second")) as stream:
@@ -193,8 +229,9 @@ def test_force_logout_reaches_a_device_streaming_from_the_other_instance(
 
 
 def test_resume_on_the_other_instance_misses_nothing_and_repeats_nothing(
-    pair: Pair, redis_prefix: str
+    stacked: StackPair, redis_prefix: str
 ) -> None:
+    pair = stacked
     desk = pair.desk(at="first")
     with SseReader(desk) as stream:
         seen = [raise_alert(pair.sim) for _ in range(2)]
@@ -215,9 +252,9 @@ def test_resume_on_the_other_instance_misses_nothing_and_repeats_nothing(
 
 
 def test_an_id_older_than_the_history_gets_a_history_gap_then_live_events(
-    start_bff: ServiceFactory, start_sim: Callable[..., SimHandle], embedded: Bus
+    start_stack: StackFactory, embedded: Bus
 ) -> None:
-    pair = start_pair(start_bff, start_sim, embedded, BFF_SSE_HISTORY="16")
+    pair = stack_pair(start_stack, embedded, BFF_SSE_HISTORY="16")
     desk = pair.desk()
     with SseReader(desk) as stream:
         first_id = raise_alert(pair.sim)
@@ -234,7 +271,8 @@ def test_an_id_older_than_the_history_gets_a_history_gap_then_live_events(
         assert resumed.next().data["alertId"] == live
 
 
-def test_a_newer_stream_replaces_the_older_across_instances(pair: Pair) -> None:
+def test_a_newer_stream_replaces_the_older_across_instances(stacked: StackPair) -> None:
+    pair = stacked
     desk = pair.desk(at="first")
     older = SseReader(desk)
     with SseReader(pair.on(desk, "second")) as newer:
@@ -242,10 +280,14 @@ def test_a_newer_stream_replaces_the_older_across_instances(pair: Pair) -> None:
         assert (replaced.event, replaced.data) == ("session", {"kind": "replaced"})
         assert older.rest() == []
         alert_id = raise_alert(pair.sim)
-        assert newer.next().data["alertId"] == alert_id
+        shown = newer.next()
+        assert shown.data.get("alertId") == alert_id, shown
 
 
-def test_an_alert_reaches_every_device_of_its_property_and_no_other(pair: Pair) -> None:
+def test_an_alert_reaches_every_device_of_its_property_and_no_other(
+    stacked: StackPair,
+) -> None:
+    pair = stacked
     front = pair.desk("fd.demo", at="first")
     housekeeping = pair.desk("hk.demo", at="second")
     gm = pair.desk("gm.demo", at="second")
@@ -266,7 +308,7 @@ def test_an_alert_reaches_every_device_of_its_property_and_no_other(pair: Pair) 
         assert s4.next().data["alertId"] == other
 
 
-def test_sigterm_drains_every_stream_with_reconnect(pair: Pair) -> None:
+def test_sigterm_drains_every_stream_with_reconnect(pair: ProcPair) -> None:
     desk = pair.desk(at="first")
     stream = SseReader(desk)  # claimed: the headers come once the device's actor granted it
     pair.first.signal(signal.SIGTERM)
@@ -327,7 +369,8 @@ class SlowStream:
         self.sock.close()
 
 
-def test_a_decided_suggestion_leaves_every_device(pair: Pair) -> None:
+def test_a_decided_suggestion_leaves_every_device(stacked: StackPair) -> None:
+    pair = stacked
     front = pair.desk("fd.demo", at="first")
     manager = pair.desk("gm.demo", at="second")
     with SseReader(front, channels="ai") as s1, SseReader(manager, channels="ai") as s2:
@@ -385,15 +428,12 @@ def private_redis(log_dir: Path) -> Iterator[PrivateRedis]:
 
 @pytest.mark.parametrize("bus", ["pubsub"], indirect=True)
 def test_streams_recover_after_the_session_tier_restarts_and_lose_nothing(
-    start_bff: ServiceFactory,
-    start_sim: Callable[..., SimHandle],
-    bus: Bus,
-    private_redis: PrivateRedis,
+    start_stack: StackFactory, bus: Bus, private_redis: PrivateRedis
 ) -> None:
     """The session tier (feeds, ownership, node channels) restarts empty under an open stream;
     an alert published while it is down is delivered once it is back, and so is the next."""
     tier = {"BFF_REDIS_SESSION_URL": private_redis.url}
-    pair = start_pair(start_bff, start_sim, bus, **tier)
+    pair = stack_pair(start_stack, bus, **tier)
     desk = pair.desk(at="first")
     with SseReader(pair.on(desk, "second")) as stream:
         before = raise_alert(pair.sim)
@@ -411,7 +451,7 @@ def test_streams_recover_after_the_session_tier_restarts_and_lose_nothing(
 # --- the audit trail ---------------------------------------------------------------------------
 
 
-def test_every_event_shown_is_in_the_ledger(pair: Pair, database_url: str) -> None:
+def test_every_event_shown_is_in_the_ledger(pair: ProcPair, database_url: str) -> None:
     desk = pair.desk()
     with SseReader(desk) as stream:
         alert_id = raise_alert(pair.sim)

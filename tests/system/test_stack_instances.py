@@ -9,12 +9,8 @@ anything but ``nginx -t``.
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,14 +21,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from ops.localstack import balancer, instances
 from ops.localstack.procs import StackError
 from tests.support.desktop import Desktop
-from tests.support.fixtures import REDIS_URL
-from tests.support.procs import ROOT, port_open, wait_until
+from tests.support.procs import port_open, wait_until
 from tests.support.pubsub import Bus
 from tests.support.sse import SseReader
+from tests.support.stack import Stack, StackFactory, nginx_or_skip
 
 TOPICS = ("melmastoon.iam", "melmastoon.alert")
-# Settings a developer's shell (or ./ops/stack test) may hold that would leak into the stack.
-_STACK_VARS = ("PORT", "SIM_URL", "BFF_URL", "BFF_ADMIN_URL", "PUBSUB_EMULATOR_HOST", "ROOT")
 
 
 # --- the layout (no processes) ----------------------------------------------------------------
@@ -79,7 +73,7 @@ def test_the_fault_proxy_gets_a_route_per_dependency_and_urls_keep_their_parts()
 
 
 def test_the_rendered_nginx_config_passes_nginx_t(tmp_path: Path) -> None:
-    nginx = _nginx_or_skip()
+    nginx = nginx_or_skip()
     config = balancer.BalancerConfig("127.0.0.1", 8080, (8081, 8082), bff_keepalive_s=5)
     conf = balancer.write_config(config, tmp_path / "balancer")
     text = conf.read_text()
@@ -90,52 +84,6 @@ def test_the_rendered_nginx_config_passes_nginx_t(tmp_path: Path) -> None:
 
 
 # --- the stack ----------------------------------------------------------------------------------
-
-
-def _nginx_or_skip() -> str:
-    found = balancer.find_nginx()
-    if found is None and os.geteuid() != 0:
-        pytest.skip("nginx is not installed and cannot be installed here (not root)")
-    return found or balancer.ensure_nginx()
-
-
-def _free_run(count: int) -> int:
-    """The first of ``count`` consecutive free ports (held while chosen, then released)."""
-    for _ in range(50):
-        with ExitStack() as held:
-            first = socket.socket()
-            held.enter_context(first)
-            first.bind(("127.0.0.1", 0))
-            base = int(first.getsockname()[1])
-            if base + count > 65535:
-                continue
-            try:
-                for port in range(base + 1, base + count):
-                    sock = held.enter_context(socket.socket())
-                    sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return base
-    raise AssertionError(f"no {count} consecutive free ports")
-
-
-def _stack(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {
-        k: v for k, v in os.environ.items() if not k.startswith("BFF_") and k not in _STACK_VARS
-    }
-    return subprocess.run(
-        [str(ROOT / "ops" / "stack"), *args],
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=ROOT,
-    )
-
-
-def _exported(text: str) -> dict[str, str]:
-    pairs = (line.removeprefix("export ").split("=", 1) for line in text.splitlines())
-    return {p[0]: p[1] for p in pairs if len(p) == 2 and p[0].isupper()}
 
 
 def _metric(url: str, name: str, **labels: str) -> float:
@@ -149,54 +97,9 @@ def _metric(url: str, name: str, **labels: str) -> float:
     )
 
 
-class Stack:
-    """A running ``up --instances 2 --detach``, as ``./ops/stack env`` describes it."""
-
-    def __init__(self, env: dict[str, str], exported: dict[str, str], ident: str) -> None:
-        self.env = env
-        self.lb = exported["BFF_URL"]
-        self.sim = exported["SIM_URL"]
-        self.instances = exported["BFF_INSTANCE_URLS"].split(",")
-        self.admins = exported["BFF_ADMIN_URLS"].split(",")
-        self.faults = exported["BFF_FAULTPROXY_URL"]
-        self.ids = [f"{ident}-i{n}" for n in range(1, len(self.instances) + 1)]
-
-    def instance_of(self, response: httpx.Response) -> str:
-        """Which instance answered (the balancer's ``X-Bff-Upstream``), as its URL."""
-        return "http://" + response.headers["x-bff-upstream"]
-
-    def ports(self) -> list[int]:
-        urls = [self.lb, self.sim, self.faults, *self.instances, *self.admins]
-        proxies = httpx.get(f"{self.faults}/proxies", timeout=5).json()
-        found = [int(url.rsplit(":", 1)[1]) for url in urls]
-        return found + [int(p["listen"].rsplit(":", 1)[1]) for p in proxies.values()]
-
-
 @pytest.fixture
-def stack(tmp_path: Path, database_url: str, redis_prefix: str) -> Iterator[Stack]:
-    _nginx_or_skip()
-    ident = f"t{uuid.uuid4().hex[:6]}"
-    env = {
-        "BFF_STACK_STATE": str(tmp_path / "state"),
-        "PORT": str(_free_run(3)),
-        "BFF_ADMIN_PORT": str(_free_run(2)),
-        "SIM_URL": f"http://127.0.0.1:{_free_run(1)}",
-        "BFF_DATABASE_URL": database_url,
-        "BFF_REDIS_SESSION_URL": REDIS_URL,
-        "BFF_REDIS_CACHE_URL": REDIS_URL,
-        "BFF_REDIS_PREFIX": redis_prefix,
-        "BFF_BUS": "embedded",
-        "BFF_INSTANCE_ID": ident,
-        "BFF_ENABLE_TEST_ROUTES": "1",
-        "BFF_SSE_KEEPALIVE_S": "0.3",
-    }
-    up = _stack(["up", "--instances", "2", "--detach"], env)
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
-        yield Stack(env, _exported(up.stdout), ident)
-    finally:
-        down = _stack(["down"], env)
-        assert down.returncode == 0, down.stdout + down.stderr
+def stack(start_stack: StackFactory) -> Stack:
+    return start_stack(2)
 
 
 @pytest.mark.slow
@@ -251,8 +154,7 @@ def test_two_instances_behind_one_url_share_streams_and_down_stops_all(
         assert stream.rest() == []
 
     ports = stack.ports()
-    down = _stack(["down"], stack.env)
-    assert down.returncode == 0, down.stdout + down.stderr
+    stack.down()
     for port in ports:
         assert not port_open(port), f"port {port} still open after down"
     assert not list((Path(stack.env["BFF_STACK_STATE"]) / "run").glob("*.json"))

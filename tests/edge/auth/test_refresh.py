@@ -23,6 +23,7 @@ from tests.support.fixtures import REDIS_URL, ServiceFactory
 from tests.support.ledger import ledger_subjects
 from tests.support.procs import ServiceProcess, wait_until
 from tests.support.sim import SimHandle
+from tests.support.stack import StackFactory
 
 WHOAMI = "/bff/backoffice/v1/_test/whoami"
 SERVICE_REFRESH = "/iam/v1/service/sessions/refresh"
@@ -109,16 +110,18 @@ def test_a_replayed_refresh_proof_is_refused(desk: Desktop, sim: SimHandle) -> N
 
 
 def test_a_replayed_refresh_proof_is_refused_by_another_instance(
-    desk: Desktop, start_bff: ServiceFactory, sim: SimHandle
+    start_stack: StackFactory,
 ) -> None:
-    second = start_bff(SIM_URL=sim.url)
-    proof = desk.device.proof("POST", desk.bff_url + BFF_REFRESH_PATH)
+    stack = start_stack(2)  # ./ops/stack up --instances 2: both behind one public URL
+    one, other = stack.instances
+    desk = Desktop(one, stack.sim, public_url=stack.lb)
+    proof = desk.device.proof("POST", stack.lb + BFF_REFRESH_PATH)
     first = desk.refresh_response(proof=proof)
     assert first.status_code == 200, first.text
-    # Behind a load balancer both instances see the same externally visible URL:
+    # The same proof straight to the other instance, as the balancer could have routed it:
     replay = httpx.post(
-        second.url + BFF_REFRESH_PATH,
-        headers={"DPoP": proof, "X-App-Version": APP_VERSION, "Host": desk.bff_url[7:]},
+        other + BFF_REFRESH_PATH,
+        headers={"DPoP": proof, "X-App-Version": APP_VERSION},
         json={"refreshToken": first.json()["refreshToken"]},
     )
     assert "already used" in _error(replay, 401, "DPOP_INVALID")["message"]

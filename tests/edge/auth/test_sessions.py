@@ -18,7 +18,8 @@ from tests.support.fixtures import REDIS_URL, ServiceFactory
 from tests.support.ledger import ledger_subjects as _ledger_subjects
 from tests.support.procs import free_port, wait_until
 from tests.support.pubsub import Bus
-from tests.support.sim import SimHandle
+from tests.support.sim import SimClient, SimHandle
+from tests.support.stack import StackFactory
 
 WHOAMI = "/bff/backoffice/v1/_test/whoami"
 SENSITIVE = "/bff/backoffice/v1/_test/sensitive"
@@ -46,11 +47,13 @@ def test_first_call_opens_the_session_in_the_ledger(
 
 
 def test_sign_out_is_rejected_on_every_instance(
-    start_bff: ServiceFactory, sim: SimHandle, database_url: str
+    start_stack: StackFactory, database_url: str
 ) -> None:
-    first, second = start_bff(SIM_URL=sim.url), start_bff(SIM_URL=sim.url)
-    desk = Desktop(first.url, sim.url)
-    other = Desktop(second.url, sim.url, device=desk.device)
+    stack = start_stack(2)  # ./ops/stack up --instances 2: each call to an instance of our pick
+    first, second = stack.instances
+    sim = SimClient(stack.sim)
+    desk = Desktop(first, sim.url, public_url=stack.lb)
+    other = Desktop(second, sim.url, device=desk.device, public_url=stack.lb)
     assert desk.get(WHOAMI).status_code == 200 and other.get(WHOAMI).status_code == 200
     out = desk.post("/bff/backoffice/v1/auth/sign-out")
     assert out.status_code == 200, out.text
@@ -88,26 +91,19 @@ def _closed_by_actor(admin: str, desk: Desktop) -> Callable[[], bool]:
 
 
 def test_force_logout_through_the_bus_reaches_both_instances(
-    start_bff: ServiceFactory, start_sim: Callable[..., SimHandle], bus: Bus, database_url: str
+    start_stack: StackFactory, bus: Bus, database_url: str
 ) -> None:
     """The simulator's iam publishes session.revoked; EACH instance consumes it from its own
     subscription and its own DeviceActor closes the session. (The instances share the session
     tier, so "both reject the token" alone would pass with only one consumer.)"""
-    sim = start_sim(
-        SIM_BUS="auto", BFF_REDIS_PREFIX=bus.prefix, BFF_REDIS_SESSION_URL=REDIS_URL, **bus.env
-    )
-    admins = {f"fl-{n}": free_port() for n in (1, 2)}
-    first, second = [
-        start_bff(SIM_URL=sim.url, BFF_INSTANCE_ID=name, BFF_ADMIN_PORT=str(port), **bus.env)
-        for name, port in admins.items()
-    ]
-    for name, bff in zip(admins, (first, second), strict=True):
-        bus.assert_serves(bff)
+    stack = start_stack(2, **bus.env)  # ./ops/stack up --instances 2 on this bus
+    for name in stack.ids:
         bus.wait_subscribed(name, "melmastoon.iam")
-    desk = Desktop(first.url, sim.url)
-    other = Desktop(second.url, sim.url, device=desk.device)
+    sim = SimClient(stack.sim)
+    desk = Desktop(stack.instances[0], sim.url, public_url=stack.lb)
+    other = Desktop(stack.instances[1], sim.url, device=desk.device, public_url=stack.lb)
     assert desk.get(WHOAMI).status_code == 200 and other.get(WHOAMI).status_code == 200
-    urls = [f"http://127.0.0.1:{port}" for port in admins.values()]
+    urls = stack.admins
     before: dict[str, dict[str, Any]] = {}
     for admin in urls:  # each instance hosts the device's actor, with the session open
         state = _device_state(admin, desk)
