@@ -29,13 +29,18 @@ class Desktop:
         instance. ``public_url``: the URL proofs name (``htu``) when requests go straight to
         one instance behind a balancer (the service checks ``htu`` against its public URL)."""
         self.bff_url = bff_url.rstrip("/")
-        self.public_url = (public_url or bff_url).rstrip("/")
+        self._public_url = public_url.rstrip("/") if public_url else None
         self.device = device or DemoDevice(sim_url, tenant)
         if not self.device.device_id:
             self.device.enroll()
         if sign_in or self.device.tokens is None:
             self.device.sign_in(username)
         self.http = httpx.Client(base_url=self.bff_url, timeout=15.0)
+
+    @property
+    def public_url(self) -> str:
+        """The URL proofs name: ``public_url`` if given, else wherever requests go now."""
+        return self._public_url or self.bff_url
 
     @property
     def device_id(self) -> str:
