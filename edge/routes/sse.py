@@ -121,6 +121,7 @@ async def stream(services: Services, principal: Principal) -> Response:
     except BaseException:
         registration.__exit__(None, None, None)
         raise
+    reg.claimed = True  # the hub renews its ownership from now on
     live = LiveStream(
         reg,
         hub.feed,

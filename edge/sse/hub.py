@@ -89,6 +89,10 @@ class Registration:
     scope: trio.CancelScope  # cancelling it ends the HTTP response
     receive: trio.MemoryReceiveChannel[Signal]
     cut: str | None = field(default=None)  # why the hub cut it off
+    # Set once the device actor granted the claim. Registered before claiming (so nothing
+    # pushed meanwhile is missed), a stream is renewed only from then on: until the claim, the
+    # owner record names the previous stream, and renewing would call this one replaced.
+    claimed: bool = field(default=False)
 
 
 class StreamHub:
@@ -271,7 +275,11 @@ class StreamHub:
         await self._check_suspensions({reg.tenant for reg in self._streams.values()})
 
     async def _renew_owners(self) -> None:
-        held = [Held(r.tenant, r.device_id, r.token, r.session_id) for r in self._streams.values()]
+        held = [
+            Held(r.tenant, r.device_id, r.token, r.session_id)
+            for r in self._streams.values()
+            if r.claimed
+        ]
         for start in range(0, len(held), RENEW_CHUNK):
             chunk = held[start : start + RENEW_CHUNK]
             try:

@@ -199,3 +199,25 @@ async def test_streams_of_a_suspended_tenant_are_told_to_end(tier: RedisTier) ->
         assert mine.receive.receive_nowait() == Control("suspended")
         with pytest.raises(trio.WouldBlock):
             other.receive.receive_nowait()
+
+
+async def test_a_stream_not_yet_granted_is_not_told_it_was_replaced(tier: RedisTier) -> None:
+    """A stream registers before it claims the device; a renewal in between (the owner record
+    still names the previous stream) must not call the new one replaced. Once granted, it is
+    renewed, and a later claim elsewhere does replace it."""
+    feed = make_feed(tier)
+    hub = StreamHub(feed, "n2", Metrics(), buffer=4, renew_s=60)
+    await feed.claim(T, D, claim("old", node="n1"))
+    with trio.CancelScope() as scope, hub.register(T, D, "new", "s1", scope) as reg:
+        await hub.renew_once()  # registered, not yet claimed
+        with pytest.raises(trio.WouldBlock):
+            reg.receive.receive_nowait()
+        await feed.claim(T, D, claim("new", node="n2"))
+        reg.claimed = True
+        await hub.renew_once()
+        with pytest.raises(trio.WouldBlock):
+            reg.receive.receive_nowait()
+        assert await tier.run(lambda r: r.get(feed.owner_key(T, D))) == b"n2 new"
+        await feed.claim(T, D, claim("newer", node="n3"))
+        await hub.renew_once()
+        assert reg.receive.receive_nowait() == Control("replaced", "new")
