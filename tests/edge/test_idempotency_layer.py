@@ -16,7 +16,7 @@ import signal
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import pytest
@@ -26,6 +26,7 @@ from tests.support.fixtures import ServiceFactory
 from tests.support.ledger import ledger_subjects
 from tests.support.procs import ServiceProcess, free_port, wait_until
 from tests.support.sim import SimHandle
+from tests.support.stack import StackFactory
 
 BASE = "/bff/backoffice/v1"
 RUN = f"{BASE}/_test/idempotent"
@@ -54,12 +55,16 @@ def run(desk: Desktop, name: str, key: str | None, **body: Any) -> httpx.Respons
     return desk.post(f"{RUN}/{name}", json=body, headers=headers)
 
 
-def runs(bff: ServiceProcess, name: str) -> int:
+class Served(Protocol):
+    url: str
+
+
+def runs(bff: Served, name: str) -> int:
     count: int = httpx.get(f"{bff.url}/_test/runs/{name}").json()["runs"]
     return count
 
 
-def open_gate(bff: ServiceProcess, name: str) -> None:
+def open_gate(bff: Served, name: str) -> None:
     assert httpx.post(f"{bff.url}/_test/gates/{name}/open").status_code == 200
 
 
@@ -76,7 +81,7 @@ def calls(sim: SimHandle, service: str, method: str, fragment: str) -> list[dict
     ]
 
 
-def metric(bff: ServiceProcess, line_start: str) -> float:
+def metric(bff: Served, line_start: str) -> float:
     text = httpx.get(f"{bff.url}/metrics").text
     found = [ln for ln in text.splitlines() if ln.startswith(line_start)]
     return sum(float(ln.rsplit(" ", 1)[1]) for ln in found)
@@ -297,22 +302,23 @@ def test_postgres_down_refuses_keyed_mutations_and_never_calls_upstream(
         desk.close()
 
 
-def test_a_crashed_holders_key_runs_again_once_its_lease_is_over(
-    start_bff: ServiceFactory, sim: SimHandle
+def test_a_crashed_holders_key_runs_again_on_the_other_instance_once_its_lease_is_over(
+    start_stack: StackFactory,
 ) -> None:
-    first = start_bff(SIM_URL=sim.url, BFF_IDEMPOTENCY_LEASE_S="1")
-    desk = Desktop(first.url, sim.url, "fd.demo")
+    stack = start_stack(2, BFF_IDEMPOTENCY_LEASE_S="1")  # ./ops/stack up --instances 2
+    first, second = stack.processes
+    desk = Desktop(first.url, stack.sim, "fd.demo", public_url=stack.lb)
     key = new_key()
     with ThreadPoolExecutor(1) as pool:
         doomed = pool.submit(run, desk, "crash", key, value="v", hold=True)
         wait_until(lambda: runs(first, "crash") == 1, 10, "the run to start")
         first.signal(signal.SIGKILL)  # between claiming the key and storing an answer
-        first.wait(10)
+        wait_until(first.exited, 10, "the killed instance to exit")
         with pytest.raises(httpx.TransportError):
             doomed.result(timeout=15)
     desk.close()
-    second = start_bff(SIM_URL=sim.url)
-    again = Desktop(second.url, sim.url, device=desk.device, sign_in=False)
+    # The desktop's retry, as the balancer sends it now: to the instance still alive.
+    again = Desktop(second.url, stack.sim, device=desk.device, sign_in=False, public_url=stack.lb)
     open_gate(second, "crash")  # the retry is the same request (held), and goes straight on
     try:
         answers: list[httpx.Response] = []
