@@ -42,10 +42,11 @@ from edge.workers import (
 )
 from tests.support.desktop import Desktop
 from tests.support.fixtures import REDIS_URL, ServiceFactory
-from tests.support.procs import ServiceProcess, free_port, port_open, wait_until
+from tests.support.procs import ServiceProcess, wait_until
 from tests.support.pubsub import Bus
 from tests.support.sim import SimHandle
 from tests.support.sse import SseReader
+from tests.support.stack import free_run
 
 T, P1 = "tnt-demo", "prop-demo-1"
 TOPICS = ("melmastoon.iam", "melmastoon.alert", "melmastoon.ai")
@@ -272,9 +273,7 @@ def raise_alert(sim: SimHandle) -> str:
 def test_both_workers_serve_the_one_port_with_their_own_admin_endpoints(
     start_instance: Callable[..., Instance],
 ) -> None:
-    admin = free_port()
-    while port_open(admin + 1):
-        admin = free_port()
+    admin = free_run(2)  # worker i's admin endpoint: admin + i, both free (not just unlistened)
     instance = start_instance(BFF_ADMIN_PORT=str(admin))
     assert set(instance.pids()) == {0, 1} and len(set(instance.pids().values())) == 2
     serving = [e for e in instance.log() if e["msg"] == "serving"]
